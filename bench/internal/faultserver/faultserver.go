@@ -27,11 +27,11 @@ const IDHeader = "X-Request-Id"
 type Fault int
 
 const (
-	None       Fault = iota // answer 200 with Body
-	Status503               // answer 503 with a 512-byte body
-	Status429               // answer 429 with Retry-After: RetryAfter
-	Reset                   // abort the connection with a TCP RST (SetLinger(0), Close)
-	Slow                    // answer 200 only after SlowDelay, or give up when the client does
+	None      Fault = iota // answer 200 with Body
+	Status503              // answer 503 with a 512-byte body
+	Status429              // answer 429 with Retry-After: RetryAfter
+	Reset                  // abort the connection with a TCP RST (SetLinger(0), Close)
+	Slow                   // answer 200 only after SlowDelay, or give up when the client does
 )
 
 // Body is what a healthy attempt answers, 1 KiB.

@@ -1,0 +1,42 @@
+package bench
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/athomic-go/rtx"
+	"github.com/athomic-go/rtx/policy"
+)
+
+// RTX is rtx's Transport under a policy named "bench" built from p: no
+// jitter (the other libraries have none), every HTTPException retried, POST
+// retried like the other libraries do, and no retry budget (they have none).
+var RTX = Library{Name: "rtx", New: func(base http.RoundTripper, p Policy) (http.RoundTripper, error) {
+	f, err := RTXFactory(p)
+	if err != nil {
+		return nil, err
+	}
+	return rtx.New(f, "bench", rtx.WithBase(base)), nil
+}}
+
+// RTXFactory returns a factory whose policy "bench" is p in rtx's settings
+// layout.
+func RTXFactory(p Policy) (*policy.Factory, error) {
+	doc := fmt.Sprintf(`
+[default.resilience.retry.policies.bench]
+attempts = %d
+wait_min_seconds = %g
+wait_max_seconds = %g
+backoff = 2.0
+jitter = 0.0
+timeout_seconds = %g
+exceptions = ["HTTPException"]
+retry_non_idempotent = true
+budget_ratio = -1
+`, p.Attempts, p.WaitMin.Seconds(), p.WaitMax.Seconds(), p.Timeout.Seconds())
+	f := policy.NewFactory(nil)
+	if _, err := f.Update([]byte(doc), "toml", "bench.toml"); err != nil {
+		return nil, err
+	}
+	return f, nil
+}

@@ -1,0 +1,177 @@
+package rtx
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/athomic-go/rtx/policy"
+)
+
+// Classify returns the class of one attempt's outcome: the error (resp nil)
+// or the response (err nil). User classes of the tree are tried first, in
+// registration order; then the built-in rules of DESIGN's class table. The
+// result is "" for a success and for failures that are never retried:
+// cancellation, certificate errors, malformed requests, 4xx other than 408
+// and 429, 501 and 505. A nil classes means the built-in tree.
+//
+// Classification uses errors.Is/As and status codes, never error text.
+// Classify does not read or close the response body. It is safe for
+// concurrent use.
+func Classify(classes *policy.Classes, resp *http.Response, err error) string {
+	if classes != nil {
+		for _, c := range classes.User() {
+			if c.Match(resp, err) {
+				return c.Name
+			}
+		}
+	}
+	if err != nil {
+		return classifyError(err)
+	}
+	if resp != nil {
+		return classifyStatus(resp.StatusCode)
+	}
+	return ""
+}
+
+func classifyStatus(code int) string {
+	switch {
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
+		return policy.HTTPRequestError
+	case code == http.StatusNotImplemented, code == http.StatusHTTPVersionNotSupported:
+		return ""
+	case code >= 500 && code <= 599:
+		return policy.HTTPRequestError
+	}
+	return ""
+}
+
+func classifyError(err error) string {
+	if errors.Is(err, context.Canceled) || isCertificateError(err) {
+		return ""
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return policy.HTTPTimeoutError
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		switch {
+		case dns.IsTimeout:
+			return policy.HTTPTimeoutError
+		case dns.IsTemporary:
+			return policy.HTTPRequestError
+		}
+		return "" // no such host: retrying will not create it
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return policy.HTTPTimeoutError
+	}
+	if isConnectionError(err) {
+		return policy.ConnectionError
+	}
+	return ""
+}
+
+func isConnectionError(err error) bool {
+	for _, target := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, io.ErrUnexpectedEOF, io.EOF} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func isCertificateError(err error) bool {
+	var (
+		unknown   x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		roots     x509.SystemRootsError
+		critical  x509.UnhandledCriticalExtension
+		verify    *tls.CertificateVerificationError
+		notTLS    tls.RecordHeaderError
+		constrain x509.ConstraintViolationError
+	)
+	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) ||
+		errors.As(err, &roots) || errors.As(err, &critical) || errors.As(err, &verify) ||
+		errors.As(err, &notTLS) || errors.As(err, &constrain)
+}
+
+// neverSent reports whether err proves the request never reached the
+// server, which makes even a POST safe to resend: the dial failed or the
+// name did not resolve.
+func neverSent(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &dns) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// idempotent reports whether a request may be resent after it reached the
+// server (RFC 9110 section 9.2.2), or carries an idempotency key.
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return hasIdempotencyKey(req.Header)
+}
+
+func hasIdempotencyKey(h http.Header) bool {
+	_, a := h["Idempotency-Key"]
+	_, b := h["X-Idempotency-Key"]
+	return a || b
+}
+
+// ParseRetryAfter parses a Retry-After header value (RFC 9110 section
+// 10.2.3): delay-seconds or an HTTP-date, relative to now. A date in the past
+// is a zero wait; a number too large to represent is the largest duration.
+// Garbage, negative numbers and empty values report false.
+func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(value)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			var ne *strconv.NumError
+			if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+				return maxDuration, true
+			}
+			return 0, false
+		}
+		if n > uint64(maxDuration/time.Second) {
+			return maxDuration, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if d := t.Sub(now); d > 0 {
+		return d, true
+	}
+	return 0, true
+}
+
+const maxDuration = time.Duration(1<<63 - 1)
+
+// retryAfter returns the server's hint on a 429 or 503 response.
+func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return 0, false
+	}
+	return ParseRetryAfter(resp.Header.Get("Retry-After"), now)
+}

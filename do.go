@@ -1,0 +1,86 @@
+package rtx
+
+import (
+	"context"
+	"time"
+
+	"github.com/athomic-go/rtx/policy"
+)
+
+// Do calls fn under the factory's policy called name ("" for the default),
+// as the seed's retry decorator does: an error of a class the policy lists
+// is retried after the policy's delay, up to its attempts.
+//
+// Errors are classified as a transport's are: timeouts, refused or reset
+// connections, user classes of the factory's snapshot. A per-attempt
+// timeout gives each call its own context, cancelled when the call returns.
+// Do returns nil on success, fn's error unchanged when it is of no listed
+// class or ctx has ended, and a [*RetryError] when the loop gives up. An
+// unknown policy name is returned before fn is called. The only options that
+// apply are the observability ones and [WithCircuitBreakerHook] (called with
+// a nil request).
+func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Context) error, opts ...Option) error {
+	snap := f.Snapshot()
+	pol, err := snap.Policy(name)
+	if err != nil {
+		return err
+	}
+	cfg := newConfig(opts)
+	if cfg.operation == "" {
+		cfg.operation = "do"
+		cfg.obs = newObserver(&cfg)
+	}
+	t := &Transport{factory: f, name: name, cfg: cfg}
+	var out last
+	for attempt := 1; ; attempt++ {
+		if cfg.breakerHook != nil && cfg.breakerHook(nil) {
+			if attempt == 1 {
+				return ErrCircuitOpen
+			}
+			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+			return err
+		}
+		err := call(ctx, pol.Timeout, fn)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		out = last{err: err, class: Classify(snap.Classes(), nil, err), attempt: attempt}
+		if !pol.Retries(out.class) {
+			return err
+		}
+		if attempt >= pol.Attempts {
+			_, err = t.giveUp(nil, pol, out, ReasonAttempts, nil)
+			return err
+		}
+		delay := pol.Delay(attempt, cfg.random())
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+			_, err = t.giveUp(nil, pol, out, ReasonDeadline, context.DeadlineExceeded)
+			return err
+		}
+		if cfg.breakerHook != nil && cfg.breakerHook(nil) {
+			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+			return err
+		}
+		cfg.obs.retry(nil, pol, out, delay)
+		if serr := sleep(ctx, delay); serr != nil {
+			_, err = t.giveUp(nil, pol, out, ReasonCanceled, serr)
+			return err
+		}
+	}
+}
+
+// call runs fn once, under a per-attempt timeout when there is one. A call
+// that ends by the timeout returns an error that classifies as
+// HTTPTimeoutError even if fn returned its context's plain error.
+func call(ctx context.Context, timeout time.Duration, fn func(context.Context) error) error {
+	if timeout <= 0 {
+		return fn(ctx)
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, timeout, errAttemptTimeout)
+	defer cancel()
+	err := fn(actx)
+	if err != nil && ctx.Err() == nil && context.Cause(actx) == errAttemptTimeout {
+		return &attemptTimeoutError{timeout: timeout}
+	}
+	return err
+}

@@ -1,0 +1,70 @@
+package rtx
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrCircuitOpen reports that a circuit breaker refused an attempt. Errors
+// returned when a circuit is open match it with [errors.Is].
+var ErrCircuitOpen = errors.New("rtx: circuit open")
+
+// Reasons a retry loop stopped, as reported by [RetryError] and [FailEvent].
+const (
+	ReasonAttempts      = "attempts exhausted"     // every attempt of the policy was used
+	ReasonDeadline      = "deadline"               // the next delay would pass the context's deadline
+	ReasonCanceled      = "canceled"               // the context ended during a delay
+	ReasonCircuitOpen   = "circuit open"           // a circuit breaker refused the next attempt
+	ReasonBudget        = "retry budget exhausted" // the upstream's retry budget is spent
+	ReasonRetryAfter    = "retry-after too long"   // the server asked for a wait above wait_max or past the deadline
+	ReasonBody          = "body not replayable"    // the request body cannot be sent again
+	ReasonNotIdempotent = "not idempotent"         // the method is not safe to resend
+)
+
+// RetryError is returned when a retry loop ends on an error of a class its
+// policy lists: attempts spent, or stopped early by a deadline, a circuit, a
+// budget, a cancellation during a delay, or a body or method that cannot be
+// resent. Errors of no listed class are returned unchanged instead.
+//
+// A RetryError is never returned together with a response.
+type RetryError struct {
+	// Policy is the name of the policy in force ("default" for the default).
+	Policy string
+	// Attempts is the number of attempts made (0 when none was).
+	Attempts int
+	// Class is the class of the last failure.
+	Class string
+	// Reason says why the loop stopped; one of the Reason constants.
+	Reason string
+	// Err is the cause: the last attempt's error, joined with the error
+	// that stopped the loop where there is one (context, [ErrCircuitOpen]).
+	Err error
+}
+
+// Error describes the failure without the request's URL, headers or body.
+func (e *RetryError) Error() string {
+	return fmt.Sprintf("rtx: policy %q: gave up after %d attempt%s (%s, %s): %v",
+		e.Policy, e.Attempts, plural(e.Attempts), e.Class, e.Reason, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// joinStop returns the cause of a stopped loop: the last error and what
+// stopped it, both visible to errors.Is.
+func joinStop(last, stop error) error {
+	switch {
+	case stop == nil:
+		return last
+	case last == nil:
+		return stop
+	}
+	return fmt.Errorf("%w (after: %w)", stop, last)
+}

@@ -1,0 +1,324 @@
+package rtx
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/athomic-go/rtx/policy"
+)
+
+// Transport is an [http.RoundTripper] that retries requests under a named
+// policy of a [policy.Factory].
+//
+// Each request reads the factory's snapshot once and keeps it to the end,
+// so a live update applies from the next request on. Bodies with GetBody
+// are replayed through it; other bodies up to a cap are captured into
+// pooled buffers as they are first sent; larger ones are sent once.
+// Discarded responses are drained (up to 64 KiB) and closed so their
+// connections are reused.
+//
+// A Transport must be created with [New]; its zero value is not usable. It
+// is safe for concurrent use.
+type Transport struct {
+	factory *policy.Factory
+	name    string
+	cfg     config
+	pools   bodyPools
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport that retries under the factory's policy called
+// name ("" for the default policy). The name is checked per request, since
+// live updates may add or remove policies: requests under an unknown name
+// fail before any I/O. A nil factory serves the built-in default policy.
+func New(f *policy.Factory, name string, opts ...Option) *Transport {
+	t := &Transport{factory: f, name: name, cfg: newConfig(opts)}
+	if t.cfg.base == nil {
+		t.cfg.base = cleanhttp.DefaultPooledTransport()
+	}
+	if t.cfg.operation == "" {
+		t.cfg.operation = "http"
+	}
+	return t
+}
+
+// CloseIdleConnections closes the idle connections of the base transport,
+// if it has such a method.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.cfg.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req, retrying under the policy in force. It never
+// modifies req, always closes its body, and returns a response or an error.
+// See the package documentation for what is retried and what is returned.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	name := t.name
+	if n, ok := PolicyFrom(req.Context()); ok {
+		name = n
+	}
+	snap := t.factory.Snapshot()
+	pol, err := snap.Policy(name)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return t.roundTrip(req, snap, pol)
+}
+
+// last is the outcome of the latest attempt of a loop.
+type last struct {
+	resp    *http.Response
+	err     error
+	class   string
+	attempt int
+}
+
+func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (*http.Response, error) {
+	ctx := req.Context()
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	first := req // passed through untouched when nothing needs to change
+	var rp *replay
+	if pol.Attempts > 1 {
+		if pol.IdempotencyKey && !idempotent(req) {
+			first = withIdempotencyKey(req)
+		}
+		if hasBody && req.GetBody == nil && t.cfg.maxReplay > 0 && req.ContentLength <= t.cfg.maxReplay {
+			rp = t.pools.newReplay(req.Body, t.cfg.maxReplay)
+			defer rp.done()
+			first = withBody(first, rp.reader())
+		}
+	}
+	if t.cfg.breakerHook != nil && t.cfg.breakerHook(first) {
+		closeBody(first)
+		return nil, ErrCircuitOpen
+	}
+	areq := first
+	for attempt := 1; ; attempt++ {
+		resp, err := t.send(areq, pol.Timeout)
+		if ctx.Err() != nil { // the caller's cancellation is never retried
+			return resp, err
+		}
+		out := last{resp: resp, err: err, class: Classify(snap.Classes(), resp, err), attempt: attempt}
+		if !pol.Retries(out.class) {
+			return resp, err
+		}
+		if attempt >= pol.Attempts {
+			return t.giveUp(req, pol, out, ReasonAttempts, nil)
+		}
+		if !pol.RetryNonIdempotent && !idempotent(first) && !(err != nil && neverSent(err)) {
+			return t.giveUp(req, pol, out, ReasonNotIdempotent, nil)
+		}
+		delay := pol.Delay(attempt, t.cfg.random())
+		if hint, ok := retryAfter(resp, time.Now()); ok {
+			if hint > pol.WaitMax {
+				return t.giveUp(req, pol, out, ReasonRetryAfter, nil)
+			}
+			delay = max(delay, hint)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+			return t.giveUp(req, pol, out, ReasonDeadline, context.DeadlineExceeded)
+		}
+		if t.cfg.breakerHook != nil && t.cfg.breakerHook(first) {
+			return t.giveUp(req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+		}
+		var next io.ReadCloser
+		if hasBody {
+			switch {
+			case rp != nil && rp.replayable():
+			case rp == nil && req.GetBody != nil:
+				b, gerr := req.GetBody()
+				if gerr != nil {
+					return t.giveUp(req, pol, out, ReasonBody, gerr)
+				}
+				next = b
+			default:
+				return t.giveUp(req, pol, out, ReasonBody, errBodyNotReplayed)
+			}
+		}
+		t.cfg.obs.retry(req, pol, out, delay)
+		if resp != nil {
+			drain(resp.Body)
+			out.resp, out.err = nil, statusError(resp.StatusCode)
+		}
+		if serr := sleep(ctx, delay); serr != nil {
+			closeReader(next)
+			return t.giveUp(req, pol, out, ReasonCanceled, serr)
+		}
+		if rp != nil {
+			next = rp.reader()
+		}
+		areq = first
+		if next != nil {
+			areq = withBody(first, next)
+		}
+		if t.cfg.breakerHook != nil && t.cfg.breakerHook(areq) {
+			closeReader(next)
+			return t.giveUp(req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+		}
+	}
+}
+
+// giveUp ends a loop whose last failure is of a listed class: a response is
+// handed back as is; an error becomes a *RetryError.
+func (t *Transport) giveUp(req *http.Request, pol *policy.Policy, out last, reason string, stop error) (*http.Response, error) {
+	t.cfg.obs.fail(req, pol, out, reason)
+	if out.resp != nil {
+		return out.resp, nil
+	}
+	return nil, &RetryError{Policy: policyName(pol), Attempts: out.attempt, Class: out.class, Reason: reason, Err: joinStop(out.err, stop)}
+}
+
+// send makes one attempt. With a per-attempt timeout, the attempt runs under
+// its own context, which is cancelled when the timeout fires before the
+// response headers arrive, and otherwise lives until the body is closed.
+func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
+	if timeout <= 0 {
+		return checked(t.cfg.base.RoundTrip(req))
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(timeout, func() { cancel(errAttemptTimeout) })
+	resp, err := checked(t.cfg.base.RoundTrip(req.WithContext(ctx)))
+	if fired := !timer.Stop(); fired || err != nil {
+		if resp != nil {
+			resp.Body.Close()
+			resp = nil
+		}
+		cancel(nil)
+		if fired && req.Context().Err() == nil {
+			err = &attemptTimeoutError{timeout: timeout}
+		}
+		return nil, err
+	}
+	resp.Body = cancelOnClose(resp.Body, cancel)
+	return resp, nil
+}
+
+// checked enforces "a response xor an error" on the base transport's result.
+func checked(resp *http.Response, err error) (*http.Response, error) {
+	switch {
+	case err != nil && resp != nil:
+		if resp.Body != nil {
+			resp.Body.Close()
+		}
+		return nil, err
+	case err == nil && resp == nil:
+		return nil, errors.New("rtx: base transport returned neither a response nor an error")
+	}
+	return resp, err
+}
+
+var errAttemptTimeout = errors.New("rtx: per-attempt timeout")
+
+// attemptTimeoutError reports a per-attempt timeout. It is a net.Error
+// whose Timeout is true and it matches context.DeadlineExceeded, as
+// http.Client's own timeouts do.
+type attemptTimeoutError struct {
+	timeout time.Duration
+}
+
+func (e *attemptTimeoutError) Error() string {
+	return fmt.Sprintf("rtx: attempt timed out after %v", e.timeout)
+}
+func (e *attemptTimeoutError) Timeout() bool   { return true }
+func (e *attemptTimeoutError) Temporary() bool { return true }
+func (e *attemptTimeoutError) Unwrap() error   { return context.DeadlineExceeded }
+
+// statusError stands for a response that was drained before the loop
+// ended on an error (a cancellation or open circuit during a delay).
+type statusError int
+
+func (s statusError) Error() string {
+	return fmt.Sprintf("last response: %d %s", int(s), http.StatusText(int(s)))
+}
+
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
+}
+
+// cancelWriterBody keeps io.Writer visible for 101 Switching Protocols.
+type cancelWriterBody struct {
+	cancelBody
+	io.Writer
+}
+
+func cancelOnClose(rc io.ReadCloser, cancel context.CancelCauseFunc) io.ReadCloser {
+	if w, ok := rc.(io.ReadWriteCloser); ok {
+		return &cancelWriterBody{cancelBody{w, cancel}, w}
+	}
+	return &cancelBody{rc, cancel}
+}
+
+// withBody returns a shallow copy of r with another body. Headers stay
+// shared: neither rtx nor a base transport may modify them.
+func withBody(r *http.Request, body io.ReadCloser) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Body = body
+	return r2
+}
+
+// withIdempotencyKey returns a copy of r carrying a new Idempotency-Key.
+func withIdempotencyKey(r *http.Request) *http.Request {
+	r2 := r.Clone(r.Context())
+	r2.Body = r.Body // Clone shares it; say so
+	r2.Header.Set("Idempotency-Key", rand.Text())
+	return r2
+}
+
+func drain(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	io.CopyN(io.Discard, body, maxDrain)
+	body.Close()
+}
+
+func closeBody(r *http.Request) { closeReader(r.Body) }
+
+func closeReader(rc io.ReadCloser) {
+	if rc != nil {
+		rc.Close()
+	}
+}
+
+// sleep waits for d or until ctx ends, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+func policyName(p *policy.Policy) string {
+	if p.Name == "" {
+		return "default"
+	}
+	return p.Name
+}
+
+func randFloat() float64 { return mrand.Float64() }
