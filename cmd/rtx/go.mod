@@ -4,11 +4,15 @@ go 1.25.0
 
 replace github.com/athomic-go/rtx => ../..
 
-require github.com/athomic-go/rtx v0.0.0-00010101000000-000000000000
+require (
+	github.com/athomic-go/rtx v0.0.0-00010101000000-000000000000
+	github.com/spf13/cobra v1.10.2
+)
 
 require (
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/pelletier/go-toml/v2 v2.2.4 // indirect
 	github.com/sagikazarmark/locafero v0.11.0 // indirect
 	github.com/sourcegraph/conc v0.3.1-0.20240121214520-5f936abd7ae8 // indirect
