@@ -145,7 +145,7 @@ func TestEnvironmentVariables(t *testing.T) {
 		"RTX_RESILIENCE__RETRY__DEFAULT_POLICY__EXCEPTIONS=ConnectionError, HTTPTimeoutError",
 		"RTX_RESILIENCE__RETRY__POLICIES__NEW_ONE__WAIT_MIN_SECONDS=0.5",
 		"RTX_RESILIENCE__CIRCUIT_BREAKER__DEFAULT_FAIL_MAX=9",
-		"RTX_TOKEN=not-a-key",                 // other tools share the prefix
+		"RTX_TOKEN=not-a-key",                   // other tools share the prefix
 		"RTX_RESILIENCE__RETRY__MAX_ATTEMPTS=1", // names no key: ignored
 		"HOME=/root",
 	}
