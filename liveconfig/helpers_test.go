@@ -118,17 +118,6 @@ func (r *recorder) hasError(target error) bool {
 	return false
 }
 
-func (r *recorder) invalidCount() int {
-	n := 0
-	for _, err := range r.Errors() {
-		var ie *liveconfig.InvalidError
-		if errors.As(err, &ie) {
-			n++
-		}
-	}
-	return n
-}
-
 // load writes settings(n) to path and loads a factory from it.
 func load(t *testing.T, path string, n int) *policy.Factory {
 	t.Helper()
