@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/athomic-go/rtx/breaker"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -30,21 +31,27 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 		cfg.operation = "do"
 		cfg.obs = newObserver(&cfg)
 	}
-	t := &Transport{factory: f, name: name, cfg: cfg}
+	t := &Transport{factory: f, name: name, cfg: cfg, circuits: cfg.circuits}
 	var out last
 	for attempt := 1; ; attempt++ {
-		if cfg.breakerHook != nil && cfg.breakerHook(nil) {
+		report, aerr := t.admit(nil, snap, pol)
+		if aerr != nil {
 			if attempt == 1 {
-				return ErrCircuitOpen
+				return aerr
 			}
-			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, aerr)
 			return err
 		}
 		err := call(ctx, pol.Timeout, fn)
-		if err == nil || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			reportOutcome(report, breaker.Excluded)
 			return err
 		}
 		out = last{err: err, class: Classify(snap.Classes(), nil, err), attempt: attempt}
+		reportOutcome(report, outcome(out))
+		if err == nil {
+			return nil
+		}
 		if !pol.Retries(out.class) {
 			return err
 		}
@@ -57,7 +64,7 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 			_, err = t.giveUp(nil, pol, out, ReasonDeadline, context.DeadlineExceeded)
 			return err
 		}
-		if cfg.breakerHook != nil && cfg.breakerHook(nil) {
+		if t.circuitOpen(nil, snap, pol) {
 			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
 			return err
 		}

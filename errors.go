@@ -9,6 +9,24 @@ import (
 // returned when a circuit is open match it with [errors.Is].
 var ErrCircuitOpen = errors.New("rtx: circuit open")
 
+// CircuitOpenError reports an attempt refused by an open (or half-open and
+// busy) circuit. It matches [ErrCircuitOpen] and, through Unwrap, the
+// breaker's own error (gobreaker.ErrOpenState or ErrTooManyRequests).
+type CircuitOpenError struct {
+	Circuit string // the circuit's name, a host:port by default
+	Err     error  // the breaker's error
+}
+
+func (e *CircuitOpenError) Error() string {
+	return fmt.Sprintf("rtx: circuit %q refused the request: %v", e.Circuit, e.Err)
+}
+
+// Is reports whether target is ErrCircuitOpen.
+func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
+
+// Unwrap returns Err.
+func (e *CircuitOpenError) Unwrap() error { return e.Err }
+
 // Reasons a retry loop stopped, as reported by [RetryError] and [FailEvent].
 const (
 	ReasonAttempts      = "attempts exhausted"     // every attempt of the policy was used

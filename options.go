@@ -3,6 +3,8 @@ package rtx
 import (
 	"net/http"
 	"time"
+
+	"github.com/athomic-go/rtx/breaker"
 )
 
 // DefaultMaxReplayBody is the largest request body captured for replay when
@@ -23,6 +25,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	base        http.RoundTripper
 	breakerHook func(*http.Request) bool
+	circuits    *breaker.Set
 	maxReplay   int64
 	operation   string
 	onRetry     func(RetryEvent)
@@ -64,6 +67,16 @@ func WithBase(rt http.RoundTripper) Option {
 // must be safe for concurrent use.
 func WithCircuitBreakerHook(open func(*http.Request) bool) Option {
 	return optionFunc(func(c *config) { c.breakerHook = open })
+}
+
+// WithCircuits sets the circuits a [Transport] uses while the settings
+// enable circuit breakers ([resilience.circuit_breaker]). By default each
+// Transport has its own [breaker.New] set, keyed by host:port; pass a set
+// to share circuits between transports, to key them otherwise
+// ([breaker.WithKey]) or to watch their state ([breaker.OnStateChange]).
+// [Do] uses circuits only when this option is given.
+func WithCircuits(s *breaker.Set) Option {
+	return optionFunc(func(c *config) { c.circuits = s })
 }
 
 // WithMaxReplayBody sets the largest body (in bytes) captured for replay

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/sony/gobreaker/v2"
 
+	"github.com/athomic-go/rtx/breaker"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -30,8 +32,9 @@ import (
 type Transport struct {
 	factory *policy.Factory
 	name    string
-	cfg     config
-	pools   bodyPools
+	cfg      config
+	pools    bodyPools
+	circuits *breaker.Set // used while the snapshot enables circuits
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -42,6 +45,10 @@ var _ http.RoundTripper = (*Transport)(nil)
 // fail before any I/O. A nil factory serves the built-in default policy.
 func New(f *policy.Factory, name string, opts ...Option) *Transport {
 	t := &Transport{factory: f, name: name, cfg: newConfig(opts)}
+	t.circuits = t.cfg.circuits
+	if t.circuits == nil {
+		t.circuits = breaker.New()
+	}
 	if t.cfg.base == nil {
 		t.cfg.base = cleanhttp.DefaultPooledTransport()
 	}
@@ -99,17 +106,20 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 			first = withBody(first, rp.reader())
 		}
 	}
-	if t.cfg.breakerHook != nil && t.cfg.breakerHook(first) {
+	report, err := t.admit(first, snap, pol)
+	if err != nil {
 		closeBody(first)
-		return nil, ErrCircuitOpen
+		return nil, err
 	}
 	areq := first
 	for attempt := 1; ; attempt++ {
 		resp, err := t.send(areq, pol.Timeout)
 		if ctx.Err() != nil { // the caller's cancellation is never retried
+			reportOutcome(report, breaker.Excluded)
 			return resp, err
 		}
 		out := last{resp: resp, err: err, class: Classify(snap.Classes(), resp, err), attempt: attempt}
+		reportOutcome(report, outcome(out))
 		if !pol.Retries(out.class) {
 			return resp, err
 		}
@@ -129,7 +139,7 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
 			return t.giveUp(req, pol, out, ReasonDeadline, context.DeadlineExceeded)
 		}
-		if t.cfg.breakerHook != nil && t.cfg.breakerHook(first) {
+		if t.circuitOpen(first, snap, pol) {
 			return t.giveUp(req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
 		}
 		var next io.ReadCloser
@@ -162,10 +172,61 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		if next != nil {
 			areq = withBody(first, next)
 		}
-		if t.cfg.breakerHook != nil && t.cfg.breakerHook(areq) {
+		if report, err = t.admit(areq, snap, pol); err != nil {
 			closeReader(next)
-			return t.giveUp(req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+			return t.giveUp(req, pol, out, ReasonCircuitOpen, err)
 		}
+	}
+}
+
+// admit consults the circuit breaker hook and the attempt's circuit. It
+// returns the function that reports the attempt's outcome to the circuit
+// (nil when circuits are off), or an error matching ErrCircuitOpen.
+func (t *Transport) admit(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (func(breaker.Outcome), error) {
+	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
+		return nil, ErrCircuitOpen
+	}
+	b := snap.Breaker()
+	if !b.Enabled || t.circuits == nil {
+		return nil, nil
+	}
+	name := t.circuits.Key(breaker.Target{Request: req, Policy: policyName(pol), Operation: t.cfg.operation})
+	report, err := t.circuits.Allow(name, b)
+	if err != nil {
+		return nil, &CircuitOpenError{Circuit: name, Err: err}
+	}
+	return report, nil
+}
+
+// circuitOpen reports whether the next attempt would be refused, so that a
+// retry never sleeps toward an open circuit.
+func (t *Transport) circuitOpen(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) bool {
+	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
+		return true
+	}
+	b := snap.Breaker()
+	if !b.Enabled || t.circuits == nil {
+		return false
+	}
+	name := t.circuits.Key(breaker.Target{Request: req, Policy: policyName(pol), Operation: t.cfg.operation})
+	return t.circuits.State(name, b) == gobreaker.StateOpen
+}
+
+// outcome is what an attempt counts for in its circuit: classified failures
+// count against it, answers for it, other errors neither way.
+func outcome(out last) breaker.Outcome {
+	switch {
+	case out.class != "":
+		return breaker.Failure
+	case out.err != nil:
+		return breaker.Excluded
+	}
+	return breaker.Success
+}
+
+func reportOutcome(report func(breaker.Outcome), o breaker.Outcome) {
+	if report != nil {
+		report(o)
 	}
 }
 

@@ -1,0 +1,259 @@
+package rtx
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/athomic-go/rtx/breaker"
+)
+
+const circuits = `
+[default.resilience.retry.policies.p]
+attempts = 5
+wait_min_seconds = 0.001
+wait_max_seconds = 0.002
+exceptions = ["HTTPException"]
+[default.resilience.circuit_breaker]
+default_fail_max = 3
+default_reset_timeout_sec = 60
+`
+
+// server answers with the status code held in code and counts hits.
+func server(t *testing.T, code *atomic.Int32) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(int(code.Load()))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+func get(t *testing.T, rt http.RoundTripper, url string) (*http.Response, error) {
+	t.Helper()
+	resp, err := rt.RoundTrip(mustGet(t, url))
+	if resp != nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestCircuitOpensAndAbortsRetries(t *testing.T) {
+	var code atomic.Int32
+	code.Store(503)
+	srv, hits := server(t, &code)
+	var changes []breaker.StateChange
+	var mu sync.Mutex
+	set := breaker.New(breaker.OnStateChange(func(c breaker.StateChange) {
+		mu.Lock()
+		changes = append(changes, c)
+		mu.Unlock()
+	}))
+	tr := New(testFactory(t, circuits), "p", WithCircuits(set))
+	defer tr.CloseIdleConnections()
+
+	// Three classified failures open the circuit; the fourth attempt is
+	// never made and the last 503 comes back as is.
+	resp, err := get(t, tr, srv.URL)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("first request: %v, %v", resp, err)
+	}
+	if hits.Load() != 3 {
+		t.Fatalf("server hits = %d, want 3 (fail_max)", hits.Load())
+	}
+	// Open before the first attempt: no I/O, an error naming the circuit.
+	start := time.Now()
+	_, err = get(t, tr, srv.URL)
+	if elapsed := time.Since(start); elapsed > 50*time.Millisecond {
+		t.Errorf("refusal took %v", elapsed)
+	}
+	var coe *CircuitOpenError
+	if !errors.Is(err, ErrCircuitOpen) || !errors.Is(err, gobreaker.ErrOpenState) || !errors.As(err, &coe) {
+		t.Fatalf("err = %v, want ErrCircuitOpen and gobreaker.ErrOpenState", err)
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	if coe.Circuit != host || !strings.Contains(err.Error(), host) {
+		t.Errorf("circuit %q, error %q: want %s", coe.Circuit, err, host)
+	}
+	if hits.Load() != 3 {
+		t.Errorf("an open circuit let a request through: hits = %d", hits.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) != 1 || changes[0].To != gobreaker.StateOpen || changes[0].Circuit != host {
+		t.Errorf("state changes = %+v", changes)
+	}
+}
+
+func TestCircuitClosesAfterResetTimeout(t *testing.T) {
+	var code atomic.Int32
+	code.Store(500)
+	srv, hits := server(t, &code)
+	f := testFactory(t, strings.Replace(circuits, "default_reset_timeout_sec = 60", "default_reset_timeout_sec = 0.05", 1))
+	set := breaker.New()
+	tr := New(f, "p", WithCircuits(set))
+	defer tr.CloseIdleConnections()
+	get(t, tr, srv.URL)
+	if st := set.State(strings.TrimPrefix(srv.URL, "http://"), f.Snapshot().Breaker()); st != gobreaker.StateOpen {
+		t.Fatalf("state = %v", st)
+	}
+	code.Store(200)
+	before := hits.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := get(t, tr, srv.URL)
+		if err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if !errors.Is(err, ErrCircuitOpen) {
+			t.Fatalf("while open: %v, %v", resp, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the circuit never let a probe through")
+		}
+		time.Sleep(5 * time.Millisecond) // polling an external clock: gobreaker reads time.Now
+	}
+	if hits.Load() != before+1 {
+		t.Errorf("half-open let %d requests through, want 1 probe", hits.Load()-before)
+	}
+	if st := set.State(strings.TrimPrefix(srv.URL, "http://"), f.Snapshot().Breaker()); st != gobreaker.StateClosed {
+		t.Errorf("after a good probe: %v", st)
+	}
+}
+
+func TestCircuitIgnores404AndIsPerHost(t *testing.T) {
+	var notFound, failing atomic.Int32
+	notFound.Store(404)
+	failing.Store(503)
+	a, hitsA := server(t, &notFound)
+	b, _ := server(t, &failing)
+	c, hitsC := server(t, &notFound)
+	tr := New(testFactory(t, circuits), "p")
+	defer tr.CloseIdleConnections()
+	for i := 0; i < 20; i++ {
+		if resp, err := get(t, tr, a.URL); err != nil || resp.StatusCode != 404 {
+			t.Fatalf("404 server: %v, %v", resp, err)
+		}
+	}
+	if hitsA.Load() != 20 {
+		t.Errorf("404s must never open a circuit: %d hits of 20", hitsA.Load())
+	}
+	get(t, tr, b.URL)
+	if _, err := get(t, tr, b.URL); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("failing host: %v", err)
+	}
+	if resp, err := get(t, tr, c.URL); err != nil || resp.StatusCode != 404 || hitsC.Load() != 1 {
+		t.Errorf("another host's circuit must stay closed: %v, %v", resp, err)
+	}
+}
+
+func TestCircuitsPassThroughInMeshAndWhenDisabled(t *testing.T) {
+	for name, doc := range map[string]string{
+		"mesh":     "[default]\ndeployment_mode = \"mesh\"\n" + circuits,
+		"disabled": strings.Replace(circuits, "default_fail_max = 3", "enabled = false\ndefault_fail_max = 3", 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var code atomic.Int32
+			code.Store(503)
+			srv, hits := server(t, &code)
+			tr := New(testFactory(t, doc), "p")
+			defer tr.CloseIdleConnections()
+			for i := 0; i < 10; i++ {
+				if _, err := get(t, tr, srv.URL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := int32(10 * 5)
+			if name == "mesh" {
+				want = 10
+			}
+			if hits.Load() != want {
+				t.Errorf("hits = %d, want %d", hits.Load(), want)
+			}
+		})
+	}
+}
+
+func TestCircuitRetuneKeepsUnchangedState(t *testing.T) {
+	var code atomic.Int32
+	code.Store(503)
+	srv, _ := server(t, &code)
+	f := testFactory(t, circuits)
+	tr := New(f, "p")
+	defer tr.CloseIdleConnections()
+	get(t, tr, srv.URL)
+	// A change to another circuit leaves this one open.
+	if _, err := f.Update([]byte(circuits+"[default.resilience.circuit_breaker.circuits.\"other:80\"]\nfail_max = 9\n"), "toml", "live"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(t, tr, srv.URL); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("unchanged circuit lost its state: %v", err)
+	}
+	// A change to this circuit's values starts it afresh.
+	if _, err := f.Update([]byte(strings.Replace(circuits, "default_fail_max = 3", "default_fail_max = 4", 1)), "toml", "live"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(t, tr, srv.URL); errors.Is(err, ErrCircuitOpen) {
+		t.Fatal("a retuned circuit must start closed")
+	}
+}
+
+func TestCircuitConcurrent(t *testing.T) {
+	var code atomic.Int32
+	code.Store(200)
+	srv, _ := server(t, &code)
+	f := testFactory(t, circuits)
+	var set *breaker.Set
+	set = breaker.New(breaker.OnStateChange(func(breaker.StateChange) {
+		set.Circuits() // calling back into the set must not deadlock
+	}))
+	tr := New(f, "p", WithCircuits(set))
+	defer tr.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if g == 0 && i == 10 {
+					code.Store(503)
+				}
+				if _, err := get(t, tr, srv.URL); err != nil && !errors.Is(err, ErrCircuitOpen) {
+					t.Errorf("unexpected error: %v", err)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if st := set.State(strings.TrimPrefix(srv.URL, "http://"), f.Snapshot().Breaker()); st != gobreaker.StateOpen {
+		t.Errorf("after sustained 503s the circuit is %v", st)
+	}
+}
+
+func TestCircuitDoByOperation(t *testing.T) {
+	f := testFactory(t, circuits)
+	set := breaker.New(breaker.WithKey(breaker.ByOperation))
+	calls := 0
+	fail := func() error { calls++; return (netOpError{}).err() }
+	_ = Do(t.Context(), f, "p", func(ctxArg context.Context) error { return fail() }, WithCircuits(set), WithOperationName("inventory"))
+	if calls != 3 {
+		t.Fatalf("calls = %d, want 3 before the circuit opened", calls)
+	}
+	err := Do(t.Context(), f, "p", func(context.Context) error { return fail() }, WithCircuits(set), WithOperationName("inventory"))
+	var coe *CircuitOpenError
+	if !errors.As(err, &coe) || coe.Circuit != "inventory" || calls != 3 {
+		t.Fatalf("err = %v, calls = %d", err, calls)
+	}
+}
