@@ -30,8 +30,8 @@ import (
 // A Transport must be created with [New]; its zero value is not usable. It
 // is safe for concurrent use.
 type Transport struct {
-	factory *policy.Factory
-	name    string
+	factory  *policy.Factory
+	name     string
 	cfg      config
 	pools    bodyPools
 	circuits *breaker.Set // used while the snapshot enables circuits
