@@ -22,7 +22,7 @@ import (
 const (
 	chartWidth     = 26 * vg.Centimeter
 	chartRowHeight = 8 * vg.Centimeter
-	bandHalfWidth  = 0.3 // of a retry's slot on the x axis
+	bandHalfWidth  = 0.3  // of a retry's slot on the x axis
 	headroom       = 1.35 // y axis above the data, where the legend goes
 )
 

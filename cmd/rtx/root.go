@@ -13,9 +13,9 @@ import (
 
 // Exit codes.
 const (
-	exitOK       = 0
-	exitFailure  = 1 // load errors, check findings, failed requests
-	exitUsage    = 2 // bad flags or arguments
+	exitOK      = 0
+	exitFailure = 1 // load errors, check findings, failed requests
+	exitUsage   = 2 // bad flags or arguments
 )
 
 // exitError carries the process exit code out of a command; main maps it
