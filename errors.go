@@ -9,6 +9,10 @@ import (
 // returned when a circuit is open match it with [errors.Is].
 var ErrCircuitOpen = errors.New("rtx: circuit open")
 
+// ErrBudgetExhausted reports that retries stopped because the upstream's
+// retry budget was spent (see the budget_* policy settings).
+var ErrBudgetExhausted = errors.New("rtx: retry budget exhausted")
+
 // CircuitOpenError reports an attempt refused by an open (or half-open and
 // busy) circuit. It matches [ErrCircuitOpen] and, through Unwrap, the
 // breaker's own error (gobreaker.ErrOpenState or ErrTooManyRequests).

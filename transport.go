@@ -35,6 +35,7 @@ type Transport struct {
 	cfg      config
 	pools    bodyPools
 	circuits *breaker.Set // used while the snapshot enables circuits
+	budgets  budgets
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -111,6 +112,11 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		closeBody(first)
 		return nil, err
 	}
+	var bud *budget
+	if budgetEnabled(pol) {
+		bud = t.budgets.get(pol, req.URL.Host)
+		bud.first(time.Now())
+	}
 	areq := first
 	for attempt := 1; ; attempt++ {
 		resp, err := t.send(areq, pol.Timeout)
@@ -141,6 +147,9 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		}
 		if t.circuitOpen(first, snap, pol) {
 			return t.giveUp(req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+		}
+		if bud != nil && !bud.withdraw(pol, time.Now()) {
+			return t.giveUp(req, pol, out, ReasonBudget, ErrBudgetExhausted)
 		}
 		var next io.ReadCloser
 		if hasBody {

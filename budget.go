@@ -1,0 +1,100 @@
+package rtx
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/athomic-go/rtx/policy"
+)
+
+// budgetBuckets is how many slices a budget's window is counted in.
+const budgetBuckets = 10
+
+// budgets holds a Transport's retry budgets, one per policy and upstream.
+// Lookups take a read lock; counting is atomic.
+type budgets struct {
+	mu sync.RWMutex
+	m  map[budgetKey]*budget
+}
+
+type budgetKey struct{ policy, upstream string }
+
+// budget counts first attempts and retries over a sliding window, in
+// buckets, as Finagle's and Linkerd's retry budgets do: a retry is allowed
+// while retries in the window stay under ratio * first attempts plus
+// minPerSec * window.
+type budget struct {
+	window time.Duration
+	slice  time.Duration
+	b      [budgetBuckets]bucket
+}
+
+type bucket struct {
+	epoch   atomic.Int64 // which slice of time the counts belong to
+	firsts  atomic.Int64
+	retries atomic.Int64
+}
+
+// enabled reports whether the policy uses a budget at all: MESH and
+// single-attempt policies never retry, so they never spend one.
+func budgetEnabled(p *policy.Policy) bool {
+	return p.BudgetRatio >= 0 && p.Attempts > 1 && p.BudgetWindow > 0
+}
+
+// get returns the budget of a policy and upstream, made anew when the
+// policy's window changed (ratio and floor are read at each decision).
+func (bs *budgets) get(p *policy.Policy, upstream string) *budget {
+	k := budgetKey{p.Name, upstream}
+	bs.mu.RLock()
+	b := bs.m[k]
+	bs.mu.RUnlock()
+	if b != nil && b.window == p.BudgetWindow {
+		return b
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if b = bs.m[k]; b != nil && b.window == p.BudgetWindow {
+		return b
+	}
+	if bs.m == nil {
+		bs.m = map[budgetKey]*budget{}
+	}
+	b = &budget{window: p.BudgetWindow, slice: max(p.BudgetWindow/budgetBuckets, time.Millisecond)}
+	bs.m[k] = b
+	return b
+}
+
+// current returns the bucket for now, cleared if it held an older slice.
+func (b *budget) current(now time.Time) *bucket {
+	epoch := now.UnixNano() / int64(b.slice)
+	bk := &b.b[epoch%budgetBuckets]
+	if old := bk.epoch.Load(); old != epoch && bk.epoch.CompareAndSwap(old, epoch) {
+		bk.firsts.Store(0)
+		bk.retries.Store(0)
+	}
+	return bk
+}
+
+// first counts a logical request's first attempt.
+func (b *budget) first(now time.Time) { b.current(now).firsts.Add(1) }
+
+// withdraw takes one retry from the budget if it allows one.
+func (b *budget) withdraw(p *policy.Policy, now time.Time) bool {
+	cur := b.current(now)
+	epoch := cur.epoch.Load()
+	var firsts, retries int64
+	for i := range b.b {
+		bk := &b.b[i]
+		if e := bk.epoch.Load(); e > epoch-budgetBuckets && e <= epoch {
+			firsts += bk.firsts.Load()
+			retries += bk.retries.Load()
+		}
+	}
+	allowed := p.BudgetRatio*float64(firsts) + p.BudgetMinRetriesPerSec*b.window.Seconds()
+	if float64(retries)+1 > allowed {
+		return false
+	}
+	cur.retries.Add(1)
+	return true
+}

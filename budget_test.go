@@ -1,0 +1,164 @@
+package rtx
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/athomic-go/rtx/policy"
+)
+
+const budgetPolicy = `
+[default.resilience.retry.policies.p]
+attempts = 3
+wait_min_seconds = 0.001
+wait_max_seconds = 0.001
+exceptions = ["HTTPException"]
+%s
+`
+
+// load sends n logical requests from 32 goroutines and returns the server's
+// hits and the requests that ended in a 200.
+func load(t *testing.T, tr http.RoundTripper, url string, n int) (ok int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var next, good atomic.Int64
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				req := mustGet(t, url)
+				req.Header.Set("X-Request-Id", strconv.FormatInt(i, 10))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Errorf("request %d: %v", i, err)
+					return
+				}
+				drain(resp.Body)
+				if resp.StatusCode == 200 {
+					good.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(good.Load())
+}
+
+func TestBudgetCapsAmplificationInAnOutage(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	const n = 3000
+	for _, tc := range []struct {
+		name     string
+		settings string
+		lo, hi   float64
+	}{
+		{"default budget", "", 1.0, 1.3},
+		{"budget off", "budget_ratio = -1", 2.99, 3.0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			var fails atomic.Int64
+			tr := New(testFactory(t, fmt.Sprintf(budgetPolicy, tc.settings)), "p",
+				OnFail(func(ev FailEvent) {
+					if ev.Reason == ReasonBudget {
+						fails.Add(1)
+					}
+				}))
+			defer tr.CloseIdleConnections()
+			load(t, tr, srv.URL, n)
+			amp := float64(hits.Load()) / n
+			t.Logf("%s: %d hits for %d requests: amplification %.3f, %d stopped by the budget", tc.name, hits.Load(), n, amp, fails.Load())
+			if amp < tc.lo || amp > tc.hi {
+				t.Errorf("amplification %.3f, want %.2f..%.2f", amp, tc.lo, tc.hi)
+			}
+			if tc.settings == "" && fails.Load() == 0 {
+				t.Error("the budget never stopped a retry")
+			}
+		})
+	}
+}
+
+func TestBudgetAbsorbsABrownout(t *testing.T) {
+	// Every attempt fails with probability 10%, decided by a hash of the
+	// request id and attempt number, so the run is the same every time.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		mu.Lock()
+		seen[id]++
+		attempt := seen[id]
+		mu.Unlock()
+		h := fnv.New32a()
+		fmt.Fprintf(h, "%s/%d", id, attempt)
+		if h.Sum32()%10 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	const n = 5000
+	tr := New(testFactory(t, fmt.Sprintf(budgetPolicy, "")), "p")
+	defer tr.CloseIdleConnections()
+	ok := load(t, tr, srv.URL, n)
+	rate := float64(ok) / n
+	t.Logf("success rate %.4f (%d/%d)", rate, ok, n)
+	if rate < 0.999 {
+		t.Errorf("success rate %.4f under a 10%% brownout, want >= 0.999", rate)
+	}
+}
+
+func TestBudgetStopIsVisible(t *testing.T) {
+	// A floor of zero and a tiny ratio: the first retry is refused.
+	doc := fmt.Sprintf(budgetPolicy, "budget_ratio = 0.0\nbudget_min_retries_per_sec = 0")
+	tr := New(testFactory(t, doc), "p", WithBase(roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return nil, (netOpError{}).err()
+	})))
+	_, err := tr.RoundTrip(mustGet(t, "http://upstream.test/"))
+	var re *RetryError
+	if !errors.As(err, &re) || re.Reason != ReasonBudget || !errors.Is(err, ErrBudgetExhausted) || re.Attempts != 1 {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBudgetWindowSlides(t *testing.T) {
+	p := &policy.Policy{Name: "p", Attempts: 3, BudgetRatio: 0, BudgetMinRetriesPerSec: 1, BudgetWindow: 2 * time.Second}
+	var bs budgets
+	b := bs.get(p, "h:1")
+	now := time.Unix(1000, 0)
+	if !b.withdraw(p, now) || !b.withdraw(p, now) || b.withdraw(p, now) {
+		t.Fatal("floor of 1/s over 2 s must allow exactly 2 retries")
+	}
+	if b.withdraw(p, now.Add(1900*time.Millisecond)) {
+		t.Fatal("still inside the window")
+	}
+	if !b.withdraw(p, now.Add(2100*time.Millisecond)) {
+		t.Fatal("the window must slide")
+	}
+	p2 := *p
+	p2.BudgetWindow = 4 * time.Second
+	if bs.get(&p2, "h:1") == b {
+		t.Error("a new window needs a new budget")
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
