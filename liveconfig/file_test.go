@@ -2,7 +2,6 @@ package liveconfig_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -106,7 +105,7 @@ func TestWatchFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			var rec recorder
-			w, err := liveconfig.WatchFile(path, f, rec.options()...)
+			w, err := liveconfig.WatchFile(path, f, rec.Options()...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,19 +115,15 @@ func TestWatchFile(t *testing.T) {
 				}
 			}()
 			u := newUpstream(t, f)
-			if n, err := u.tries(); err != nil || n != 3 {
-				t.Fatalf("before any update: %d attempts (err %v), want 3", n, err)
-			}
+			u.MustTry(t, 3, "before any update")
 			stopReaders := readers(t, f, 3, 5, 4)
-			stopRequests := u.requests(t, 3, 5, 4)
+			stopRequests := u.Requests(t, 3, 5, 4)
 			defer stopReaders()
 			defer stopRequests()
 
 			write(settings(5))
 			eventually(t, time.Second, "fast_retry attempts = 5", func() bool { return attempts(t, f, "fast_retry") == 5 })
-			if n, err := u.tries(); err != nil || n != 5 {
-				t.Fatalf("after the update: %d attempts (err %v), want 5", n, err)
-			}
+			u.MustTry(t, 5, "after the update")
 			ups := rec.Updates()
 			last := ups[len(ups)-1]
 			if !slices.Equal(last.Changed, []string{"fast_retry"}) || last.Source != path || last.Version == "" || last.Snapshot == nil {
@@ -137,20 +132,16 @@ func TestWatchFile(t *testing.T) {
 
 			// An invalid document changes nothing and is reported.
 			write(invalidSettings)
-			eventually(t, time.Second, "the invalid document reported", func() bool { return rec.rejected("wait_min_seconds") })
+			eventually(t, time.Second, "the invalid document reported", func() bool { return rec.Rejected("wait_min_seconds") })
 			if got := attempts(t, f, "fast_retry"); got != 5 {
 				t.Fatalf("after an invalid write: attempts %d, want 5 (the last good value)", got)
 			}
-			if n, err := u.tries(); err != nil || n != 5 {
-				t.Fatalf("after an invalid write: %d attempts (err %v), want 5", n, err)
-			}
+			u.MustTry(t, 5, "after an invalid write")
 
 			// The next good document is applied.
 			write(settings(4))
 			eventually(t, time.Second, "fast_retry attempts = 4", func() bool { return attempts(t, f, "fast_retry") == 4 })
-			if n, err := u.tries(); err != nil || n != 4 {
-				t.Fatalf("after the fix: %d attempts (err %v), want 4", n, err)
-			}
+			u.MustTry(t, 4, "after the fix")
 		})
 	}
 }
@@ -160,7 +151,7 @@ func TestWatchFileDeleted(t *testing.T) {
 	path := filepath.Join(dir, "settings.toml")
 	f := load(t, path, 3)
 	var rec recorder
-	w, err := liveconfig.WatchFile(path, f, rec.options()...)
+	w, err := liveconfig.WatchFile(path, f, rec.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +162,7 @@ func TestWatchFileDeleted(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "the deletion reported", func() bool { return rec.hasError(liveconfig.ErrNotFound) })
+	eventually(t, time.Second, "the deletion reported", func() bool { return rec.HasError(liveconfig.ErrNotFound) })
 	if got := attempts(t, f, "fast_retry"); got != 3 {
 		t.Fatalf("after deletion: attempts %d, want 3", got)
 	}
@@ -183,13 +174,13 @@ func TestWatchFileMissingAtStart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "settings.toml")
 	f := policy.NewFactory(nil)
 	var rec recorder
-	w, err := liveconfig.WatchFile(path, f, rec.options()...)
+	w, err := liveconfig.WatchFile(path, f, rec.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
 	// The first answer (missing) was handled before WatchFile returned.
-	if !rec.hasError(liveconfig.ErrNotFound) {
+	if !rec.HasError(liveconfig.ErrNotFound) {
 		t.Fatalf("errors = %v, want ErrNotFound", rec.Errors())
 	}
 	writeFile(t, path, settings(7))
@@ -277,7 +268,7 @@ func TestWatchFileBurst(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "settings.toml")
 	f := load(t, path, 3)
 	var rec recorder
-	w, err := liveconfig.WatchFile(path, f, append(rec.options(), liveconfig.WithDebounce(50*time.Millisecond))...)
+	w, err := liveconfig.WatchFile(path, f, append(rec.Options(), liveconfig.WithDebounce(50*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,18 +322,6 @@ func TestWatchFileNilSafeOptions(t *testing.T) {
 	if _, err := liveconfig.WatchFile(path, nil); err == nil {
 		t.Fatal("WatchFile with a nil factory: no error")
 	}
-}
-
-// rejected reports whether an *InvalidError whose message contains substr
-// was reported.
-func (r *recorder) rejected(substr string) bool {
-	for _, err := range r.Errors() {
-		var ie *liveconfig.InvalidError
-		if errors.As(err, &ie) && strings.Contains(err.Error(), substr) {
-			return true
-		}
-	}
-	return false
 }
 
 type lockedBuffer struct {

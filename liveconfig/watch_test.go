@@ -35,7 +35,7 @@ func TestWatchSource(t *testing.T) {
 	ch <- doc(3)
 	f := policy.NewFactory(nil)
 	var rec recorder
-	w, err := liveconfig.Watch(context.Background(), chanSource(ch), f, rec.options()...)
+	w, err := liveconfig.Watch(context.Background(), chanSource(ch), f, rec.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestWatchWaitsForFirstAnswer(t *testing.T) {
 		ch <- doc(6)
 		f := policy.NewFactory(nil)
 		var rec recorder
-		w, err := liveconfig.Watch(context.Background(), chanSource(ch), f, rec.options()...)
+		w, err := liveconfig.Watch(context.Background(), chanSource(ch), f, rec.Options()...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestWatchSourceStopsLater(t *testing.T) {
 		return errors.New("lost the session")
 	})
 	var rec recorder
-	w, err := liveconfig.Watch(context.Background(), src, policy.NewFactory(nil), rec.options()...)
+	w, err := liveconfig.Watch(context.Background(), src, policy.NewFactory(nil), rec.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
