@@ -140,7 +140,11 @@ feed:
 }
 
 // get is one logical request: nil when it ends in a 200 with the healthy body.
+// Its context ends with it, as a caller's per-request timeout would: that
+// frees the connections of responses a library discarded without closing.
 func get(ctx context.Context, c *http.Client, url string, id int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
