@@ -29,9 +29,9 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 	cfg := newConfig(opts)
 	if cfg.operation == "" {
 		cfg.operation = "do"
-		cfg.obs = newObserver(&cfg)
 	}
 	t := &Transport{factory: f, name: name, cfg: cfg, circuits: cfg.circuits}
+	t.obs = newObserver(&cfg)
 	var out last
 	for attempt := 1; ; attempt++ {
 		report, aerr := t.admit(nil, snap, pol)
@@ -39,7 +39,7 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 			if attempt == 1 {
 				return aerr
 			}
-			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, aerr)
+			_, err = t.giveUp(ctx, nil, pol, out, ReasonCircuitOpen, aerr)
 			return err
 		}
 		err := call(ctx, pol.Timeout, fn)
@@ -56,21 +56,21 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 			return err
 		}
 		if attempt >= pol.Attempts {
-			_, err = t.giveUp(nil, pol, out, ReasonAttempts, nil)
+			_, err = t.giveUp(ctx, nil, pol, out, ReasonAttempts, nil)
 			return err
 		}
 		delay := pol.Delay(attempt, cfg.random())
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			_, err = t.giveUp(nil, pol, out, ReasonDeadline, context.DeadlineExceeded)
+			_, err = t.giveUp(ctx, nil, pol, out, ReasonDeadline, context.DeadlineExceeded)
 			return err
 		}
 		if t.circuitOpen(nil, snap, pol) {
-			_, err = t.giveUp(nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+			_, err = t.giveUp(ctx, nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
 			return err
 		}
-		cfg.obs.retry(nil, pol, out, delay)
+		t.obs.retry(ctx, nil, pol, out, delay)
 		if serr := sleep(ctx, delay); serr != nil {
-			_, err = t.giveUp(nil, pol, out, ReasonCanceled, serr)
+			_, err = t.giveUp(ctx, nil, pol, out, ReasonCanceled, serr)
 			return err
 		}
 	}

@@ -63,10 +63,11 @@ type RetryError struct {
 	Err error
 }
 
-// Error describes the failure without the request's URL, headers or body.
+// Error describes the failure without the request's headers or body; a URL
+// quoted by a wrapped *url.Error loses its userinfo and query values.
 func (e *RetryError) Error() string {
 	return fmt.Sprintf("rtx: policy %q: gave up after %d attempt%s (%s, %s): %v",
-		e.Policy, e.Attempts, plural(e.Attempts), e.Class, e.Reason, e.Err)
+		e.Policy, e.Attempts, plural(e.Attempts), e.Class, e.Reason, redactError(e.Err))
 }
 
 // Unwrap returns Err.

@@ -1,28 +1,242 @@
 package rtx
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/athomic-go/rtx/policy"
 )
 
-// observer reports retries and failures to the configured hooks.
+const scope = "github.com/athomic-go/rtx"
+
+// WithTracerProvider sets where attempt spans go. Without it, the global
+// provider is used, and only for requests whose context already carries a
+// span (so that an untraced request costs nothing). A nil tp is ignored.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) {
+		if tp != nil {
+			c.tp = tp
+		}
+	})
+}
+
+// WithMeterProvider sets where metrics go; the default is the global
+// provider. A nil mp is ignored.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) {
+		if mp != nil {
+			c.mp = mp
+		}
+	})
+}
+
+// WithPropagator sets how trace context is injected into each attempt's
+// headers; the default is the global propagator. A nil p is ignored.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *config) {
+		if p != nil {
+			c.prop = p
+		}
+	})
+}
+
+// WithLogger sets the logger for retries (warning) and give-ups (error).
+// Without one, nothing is logged. Logs carry the redacted URL, never
+// headers or bodies. A nil l is ignored.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// observer reports attempts, retries and give-ups to the hooks, the logger,
+// the tracer and the meter.
 type observer struct {
 	operation string
 	onRetry   func(RetryEvent)
 	onFail    func(FailEvent)
+	logger    *slog.Logger
+
+	tracer      trace.Tracer
+	alwaysTrace bool // a provider was given: trace every request
+	prop        propagation.TextMapPropagator
+
+	attempts, failures, aborts, exhausted metric.Int64Counter
+	delays, duration                      metric.Float64Histogram
+
+	mu    sync.RWMutex
+	attrs map[attrKey]attrOpts // cached so that recording does not allocate
 }
 
-func newObserver(c *config) observer {
-	return observer{operation: c.operation, onRetry: c.onRetry, onFail: c.onFail}
+type attrOpts struct {
+	rec []metric.RecordOption
+	add []metric.AddOption
 }
 
-func (o *observer) retry(req *http.Request, pol *policy.Policy, out last, delay time.Duration) {
-	if o.onRetry == nil {
+type attrKey struct{ policy, method, class string }
+
+func newObserver(c *config) *observer {
+	o := &observer{operation: c.operation, onRetry: c.onRetry, onFail: c.onFail, logger: c.logger, prop: c.prop}
+	tp := c.tp
+	o.alwaysTrace = tp != nil
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	o.tracer = tp.Tracer(scope)
+	if o.prop == nil {
+		o.prop = otel.GetTextMapPropagator()
+	}
+	mp := c.mp
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(scope)
+	// Instrument errors only come from invalid names; ours are constants.
+	o.attempts, _ = m.Int64Counter("retry.attempts", metric.WithDescription("Retries made (n-1 for n tries)."))
+	o.failures, _ = m.Int64Counter("retry.failures", metric.WithDescription("Retry loops that gave up."))
+	o.aborts, _ = m.Int64Counter("retry.circuit_breaker.aborts", metric.WithDescription("Retry loops stopped by an open circuit."))
+	o.exhausted, _ = m.Int64Counter("retry.budget.exhausted", metric.WithDescription("Retries refused by an exhausted retry budget."))
+	o.delays, _ = m.Float64Histogram("retry.delay", metric.WithUnit("s"), metric.WithDescription("Delays before retries."))
+	o.duration, _ = m.Float64Histogram("http.client.request.duration", metric.WithUnit("s"), metric.WithDescription("Duration of each attempt."))
+	return o
+}
+
+// opts returns the cached attribute options for a policy, method and class.
+func (o *observer) opts(pol *policy.Policy, method, class string) attrOpts {
+	k := attrKey{pol.Name, method, class}
+	o.mu.RLock()
+	opts, ok := o.attrs[k]
+	o.mu.RUnlock()
+	if ok {
+		return opts
+	}
+	kv := []attribute.KeyValue{attribute.String("operation", o.operation), attribute.String("policy", policyName(pol))}
+	if method != "" {
+		kv = append(kv, attribute.String("http.request.method", method))
+	}
+	if class != "" {
+		kv = append(kv, attribute.String("class", class))
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(kv...))
+	opts = attrOpts{rec: []metric.RecordOption{set}, add: []metric.AddOption{set}}
+	o.mu.Lock()
+	if o.attrs == nil {
+		o.attrs = map[attrKey]attrOpts{}
+	}
+	o.attrs[k] = opts
+	o.mu.Unlock()
+	return opts
+}
+
+// attemptSpan is one attempt's span, or the zero value when untraced.
+type attemptSpan struct {
+	span  trace.Span
+	start time.Time
+}
+
+// startAttempt opens an attempt's span and returns the request to send,
+// carrying the span's context and headers. Untraced requests come back
+// unchanged.
+func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt int) (*http.Request, attemptSpan) {
+	a := attemptSpan{start: time.Now()}
+	ctx := req.Context()
+	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
+		return req, a
+	}
+	m := method(req)
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", m),
+		attribute.String("server.address", req.URL.Hostname()),
+		attribute.String("url.full", RedactURL(req.URL)),
+		attribute.String("rtx.policy", policyName(pol)),
+	}
+	if p := req.URL.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err == nil {
+			attrs = append(attrs, attribute.Int("server.port", n))
+		}
+	}
+	if attempt > 1 {
+		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
+	}
+	ctx, a.span = o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	r2 := req.WithContext(ctx)
+	r2.Header = req.Header.Clone()
+	if r2.Header == nil {
+		r2.Header = http.Header{}
+	}
+	o.prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
+	return r2, a
+}
+
+// attemptDone records an attempt's duration and outcome; its span stays
+// open for the events of what the loop does next.
+func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out last) {
+	a := out.span
+	o.duration.Record(req.Context(), time.Since(a.start).Seconds(), o.opts(pol, method(req), out.class).rec...)
+	if a.span == nil {
 		return
 	}
+	if out.resp != nil {
+		a.span.SetAttributes(attribute.Int("http.response.status_code", out.resp.StatusCode))
+	}
+	if et := errorType(out); et != "" {
+		a.span.SetAttributes(attribute.String("error.type", et))
+		a.span.SetStatus(codes.Error, et)
+	}
+	if out.class != "" {
+		a.span.SetAttributes(attribute.String("rtx.class", out.class))
+	}
+}
+
+// end ends the span, if any.
+func (a attemptSpan) end() {
+	if a.span != nil {
+		a.span.End()
+	}
+}
+
+// event adds an event to the attempt's span, if traced.
+func (a attemptSpan) event(name string, attrs ...attribute.KeyValue) {
+	if a.span != nil {
+		a.span.AddEvent(name, trace.WithAttributes(attrs...))
+	}
+}
+
+// errorType follows the HTTP semantic conventions: the status code for
+// 4xx/5xx answers, the class (or "_OTHER") for errors.
+func errorType(out last) string {
+	switch {
+	case out.err != nil && out.class != "":
+		return out.class
+	case out.err != nil:
+		return "_OTHER"
+	case out.resp != nil && out.resp.StatusCode >= 400:
+		return strconv.Itoa(out.resp.StatusCode)
+	}
+	return ""
+}
+
+func (o *observer) retry(ctx context.Context, req *http.Request, pol *policy.Policy, out last, delay time.Duration) {
+	opts := o.opts(pol, "", out.class)
+	o.attempts.Add(ctx, 1, opts.add...)
+	o.delays.Record(ctx, delay.Seconds(), opts.rec...)
+	out.span.event("rtx.retry_scheduled", attribute.Float64("rtx.delay_seconds", delay.Seconds()), attribute.Int("rtx.attempt", out.attempt))
 	ev := RetryEvent{Operation: o.operation, Policy: policyName(pol), Attempt: out.attempt, Delay: delay, Class: out.class, Err: out.err}
 	if out.resp != nil {
 		ev.StatusCode = out.resp.StatusCode
@@ -30,12 +244,26 @@ func (o *observer) retry(req *http.Request, pol *policy.Policy, out last, delay 
 	if req != nil {
 		ev.Method, ev.URL = method(req), RedactURL(req.URL)
 	}
-	o.onRetry(ev)
+	if o.logger != nil {
+		o.logger.LogAttrs(ctx, slog.LevelWarn, "rtx: retrying",
+			append(eventAttrs(ev.Operation, ev.Policy, ev.Method, ev.URL, ev.Class, ev.StatusCode, ev.Err),
+				slog.Int("attempt", ev.Attempt), slog.Float64("wait_seconds", delay.Seconds()))...)
+	}
+	if o.onRetry != nil {
+		o.onRetry(ev)
+	}
 }
 
-func (o *observer) fail(req *http.Request, pol *policy.Policy, out last, reason string) {
-	if o.onFail == nil {
-		return
+func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Policy, out last, reason string) {
+	opts := o.opts(pol, "", out.class).add
+	o.failures.Add(ctx, 1, opts...)
+	switch reason {
+	case ReasonCircuitOpen:
+		o.aborts.Add(ctx, 1, opts...)
+		out.span.event("rtx.circuit_open")
+	case ReasonBudget:
+		o.exhausted.Add(ctx, 1, opts...)
+		out.span.event("rtx.budget_exhausted")
 	}
 	ev := FailEvent{Operation: o.operation, Policy: policyName(pol), Attempts: out.attempt, Class: out.class, Reason: reason, Err: out.err}
 	if out.resp != nil {
@@ -44,7 +272,28 @@ func (o *observer) fail(req *http.Request, pol *policy.Policy, out last, reason 
 	if req != nil {
 		ev.Method, ev.URL = method(req), RedactURL(req.URL)
 	}
-	o.onFail(ev)
+	if o.logger != nil {
+		o.logger.LogAttrs(ctx, slog.LevelError, "rtx: giving up",
+			append(eventAttrs(ev.Operation, ev.Policy, ev.Method, ev.URL, ev.Class, ev.StatusCode, ev.Err),
+				slog.Int("attempts", ev.Attempts), slog.String("reason", reason))...)
+	}
+	if o.onFail != nil {
+		o.onFail(ev)
+	}
+}
+
+func eventAttrs(operation, pol, method, url, class string, status int, err error) []slog.Attr {
+	attrs := []slog.Attr{slog.String("operation", operation), slog.String("policy", pol), slog.String("class", class)}
+	if method != "" {
+		attrs = append(attrs, slog.String("method", method), slog.String("url", url))
+	}
+	if status != 0 {
+		attrs = append(attrs, slog.Int("status", status))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", redactError(err)))
+	}
+	return attrs
 }
 
 func method(r *http.Request) string {
@@ -74,4 +323,19 @@ func RedactURL(u *url.URL) string {
 		}
 	}
 	return r.String()
+}
+
+// redactError renders err with the URL of any *url.Error in it redacted
+// (http.Client's errors quote the whole URL, secrets included).
+func redactError(err error) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.URL != "" {
+		red := "REDACTED-URL"
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			red = RedactURL(u)
+		}
+		msg = strings.ReplaceAll(msg, ue.URL, red)
+	}
+	return msg
 }

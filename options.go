@@ -1,8 +1,13 @@
 package rtx
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/athomic-go/rtx/breaker"
 )
@@ -31,7 +36,10 @@ type config struct {
 	onRetry     func(RetryEvent)
 	onFail      func(FailEvent)
 	random      func() float64
-	obs         observer
+	logger      *slog.Logger
+	tp          trace.TracerProvider
+	mp          metric.MeterProvider
+	prop        propagation.TextMapPropagator
 }
 
 func newConfig(opts []Option) config {
@@ -44,7 +52,6 @@ func newConfig(opts []Option) config {
 	if c.random == nil {
 		c.random = randFloat
 	}
-	c.obs = newObserver(&c)
 	return c
 }
 

@@ -36,6 +36,7 @@ type Transport struct {
 	pools    bodyPools
 	circuits *breaker.Set // used while the snapshot enables circuits
 	budgets  budgets
+	obs      *observer
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -56,6 +57,7 @@ func New(f *policy.Factory, name string, opts ...Option) *Transport {
 	if t.cfg.operation == "" {
 		t.cfg.operation = "http"
 	}
+	t.obs = newObserver(&t.cfg)
 	return t
 }
 
@@ -90,6 +92,7 @@ type last struct {
 	err     error
 	class   string
 	attempt int
+	span    attemptSpan // open until the loop moves on
 }
 
 func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (*http.Response, error) {
@@ -119,37 +122,43 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 	}
 	areq := first
 	for attempt := 1; ; attempt++ {
-		resp, err := t.send(areq, pol.Timeout)
+		sent, span := t.obs.startAttempt(areq, pol, attempt)
+		resp, err := t.send(sent, pol.Timeout)
+		out := last{resp: resp, err: err, attempt: attempt, span: span}
 		if ctx.Err() != nil { // the caller's cancellation is never retried
 			reportOutcome(report, breaker.Excluded)
+			t.obs.attemptDone(sent, pol, out)
+			out.span.end()
 			return resp, err
 		}
-		out := last{resp: resp, err: err, class: Classify(snap.Classes(), resp, err), attempt: attempt}
+		out.class = Classify(snap.Classes(), resp, err)
 		reportOutcome(report, outcome(out))
+		t.obs.attemptDone(sent, pol, out)
 		if !pol.Retries(out.class) {
+			out.span.end()
 			return resp, err
 		}
 		if attempt >= pol.Attempts {
-			return t.giveUp(req, pol, out, ReasonAttempts, nil)
+			return t.giveUp(ctx, req, pol, out, ReasonAttempts, nil)
 		}
 		if !pol.RetryNonIdempotent && !idempotent(first) && !(err != nil && neverSent(err)) {
-			return t.giveUp(req, pol, out, ReasonNotIdempotent, nil)
+			return t.giveUp(ctx, req, pol, out, ReasonNotIdempotent, nil)
 		}
 		delay := pol.Delay(attempt, t.cfg.random())
 		if hint, ok := retryAfter(resp, time.Now()); ok {
 			if hint > pol.WaitMax {
-				return t.giveUp(req, pol, out, ReasonRetryAfter, nil)
+				return t.giveUp(ctx, req, pol, out, ReasonRetryAfter, nil)
 			}
 			delay = max(delay, hint)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			return t.giveUp(req, pol, out, ReasonDeadline, context.DeadlineExceeded)
+			return t.giveUp(ctx, req, pol, out, ReasonDeadline, context.DeadlineExceeded)
 		}
 		if t.circuitOpen(first, snap, pol) {
-			return t.giveUp(req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+			return t.giveUp(ctx, req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
 		}
 		if bud != nil && !bud.withdraw(pol, time.Now()) {
-			return t.giveUp(req, pol, out, ReasonBudget, ErrBudgetExhausted)
+			return t.giveUp(ctx, req, pol, out, ReasonBudget, ErrBudgetExhausted)
 		}
 		var next io.ReadCloser
 		if hasBody {
@@ -158,21 +167,23 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 			case rp == nil && req.GetBody != nil:
 				b, gerr := req.GetBody()
 				if gerr != nil {
-					return t.giveUp(req, pol, out, ReasonBody, gerr)
+					return t.giveUp(ctx, req, pol, out, ReasonBody, gerr)
 				}
 				next = b
 			default:
-				return t.giveUp(req, pol, out, ReasonBody, errBodyNotReplayed)
+				return t.giveUp(ctx, req, pol, out, ReasonBody, errBodyNotReplayed)
 			}
 		}
-		t.cfg.obs.retry(req, pol, out, delay)
+		t.obs.retry(ctx, req, pol, out, delay)
+		out.span.end()
+		out.span = attemptSpan{}
 		if resp != nil {
 			drain(resp.Body)
 			out.resp, out.err = nil, statusError(resp.StatusCode)
 		}
 		if serr := sleep(ctx, delay); serr != nil {
 			closeReader(next)
-			return t.giveUp(req, pol, out, ReasonCanceled, serr)
+			return t.giveUp(ctx, req, pol, out, ReasonCanceled, serr)
 		}
 		if rp != nil {
 			next = rp.reader()
@@ -183,7 +194,7 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		}
 		if report, err = t.admit(areq, snap, pol); err != nil {
 			closeReader(next)
-			return t.giveUp(req, pol, out, ReasonCircuitOpen, err)
+			return t.giveUp(ctx, req, pol, out, ReasonCircuitOpen, err)
 		}
 	}
 }
@@ -241,8 +252,9 @@ func reportOutcome(report func(breaker.Outcome), o breaker.Outcome) {
 
 // giveUp ends a loop whose last failure is of a listed class: a response is
 // handed back as is; an error becomes a *RetryError.
-func (t *Transport) giveUp(req *http.Request, pol *policy.Policy, out last, reason string, stop error) (*http.Response, error) {
-	t.cfg.obs.fail(req, pol, out, reason)
+func (t *Transport) giveUp(ctx context.Context, req *http.Request, pol *policy.Policy, out last, reason string, stop error) (*http.Response, error) {
+	t.obs.fail(ctx, req, pol, out, reason)
+	out.span.end()
 	if out.resp != nil {
 		return out.resp, nil
 	}
