@@ -151,7 +151,8 @@ func writePolicyPlan(w io.Writer, classes *policy.Classes, s schedule) {
 	if s.Unbounded {
 		mark = "*"
 	}
-	fmt.Fprintf(w, "  %5s  %-29s  %s\n", "", "delay before retry n", "time until retry n starts")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %5s %29s   %29s", "", center("delay before retry n", 29), center("time until retry n starts", 29)), " "))
 	fmt.Fprintf(w, "  %5s %9s %9s %9s   %9s %9s %9s\n", "retry", "min", "median", "max", "best", "typical", "worst")
 	for _, st := range s.Steps {
 		fmt.Fprintf(w, "  %5d %9s %9s %9s   %9s %9s %9s%s\n", st.Retry,
@@ -164,6 +165,15 @@ func writePolicyPlan(w io.Writer, classes *policy.Classes, s schedule) {
 		fmt.Fprint(w, wrap(fmt.Sprintf("attempt time not counted: with no timeout_seconds each of the %s "+
 			"can last as long as the server keeps it open.", plural(p.Attempts, "attempt")), "  * ", "    ", width))
 	}
+}
+
+// center pads s with spaces to width n, s in the middle.
+func center(s string, n int) string {
+	pad := n - len(s)
+	if pad <= 0 {
+		return s
+	}
+	return strings.Repeat(" ", pad/2) + s + strings.Repeat(" ", pad-pad/2)
 }
 
 // printFindings writes findings one per paragraph, wrapped.

@@ -222,7 +222,7 @@ func postRetries(p *policy.Policy) string {
 // HTTPRequestError itself, not one of its subclasses.
 func statusRetries(p *policy.Policy) string {
 	if p.Retries(policy.HTTPRequestError) {
-		return "408, 429 and 5xx but 501, 505: retried (Retry-After honoured up to wait_max)"
+		return "408, 429, 5xx (not 501, 505): retried, Retry-After up to wait_max"
 	}
 	return "408, 429, 5xx: not retried (HTTPRequestError is not listed)"
 }
