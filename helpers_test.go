@@ -2,6 +2,7 @@ package rtx
 
 import (
 	"net"
+	"runtime"
 	"os"
 	"syscall"
 )
@@ -10,4 +11,12 @@ type netOpError struct{}
 
 func (netOpError) err() error {
 	return &net.OpError{Op: "read", Net: "tcp", Err: &os.SyscallError{Syscall: "read", Err: syscall.ECONNRESET}}
+}
+
+type runtimeMem struct{ bytes uint64 }
+
+func (m *runtimeMem) read() {
+	var s runtime.MemStats
+	runtime.ReadMemStats(&s)
+	m.bytes = s.TotalAlloc
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rtx
+
+const raceEnabled = false
