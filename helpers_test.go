@@ -2,8 +2,8 @@ package rtx
 
 import (
 	"net"
-	"runtime"
 	"os"
+	"runtime"
 	"syscall"
 )
 
