@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -123,6 +124,7 @@ func policyPlots(s schedule) (delays, cumulative *plot.Plot, err error) {
 	for _, pl := range []*plot.Plot{delays, cumulative} {
 		pl.Title.TextStyle.Font.Size = vg.Points(11)
 		pl.Y.Min = 0
+		pl.Y.Tick.Marker = niceTicks{}
 		pl.Legend.Top, pl.Legend.Left = true, true
 		pl.Legend.TextStyle.Font.Size = vg.Points(9)
 		pl.Add(plotter.NewGrid())
@@ -219,4 +221,34 @@ func policyPlots(s schedule) (delays, cumulative *plot.Plot, err error) {
 		cumulative.Legend.Add(se.name, l, pts)
 	}
 	return delays, cumulative, nil
+}
+
+// niceTicks labels an axis every 1, 2 or 5 times a power of ten, about five
+// labels over the range, with no needless decimals; plot's default often
+// labels only the two ends.
+type niceTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: trimFloat(lo, 3)}}
+	}
+	raw := (hi - lo) / 5
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if step = m * mag; step >= raw {
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: trimFloat(v, 6)})
+		for i := 1; i < 5; i++ { // minor ticks
+			if m := v + step*float64(i)/5; m <= hi {
+				ticks = append(ticks, plot.Tick{Value: m})
+			}
+		}
+	}
+	return ticks
 }

@@ -35,7 +35,7 @@ func newPlanCmd(sf *settingsFlags) *cobra.Command {
         delay_n = max(wait_min, base_n * (1 - jitter*U)),  U uniform on [0,1)
   - the cumulative time at which each retry starts and the policy gives up:
     best (attempts fail at once, shortest delays), typical (attempts fail at
-    once, median delays) and worst (every attempt runs to timeout_seconds,
+    once, median delays: a sum of medians) and worst (every attempt runs to timeout_seconds,
     longest delays). With no timeout_seconds the attempts' own time cannot
     be bounded: worst then counts delays only and is marked with *.
   - the classes it retries, each expanded into the classes below it, and

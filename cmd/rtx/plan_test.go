@@ -401,3 +401,24 @@ func TestChartUnknownFormat(t *testing.T) {
 		t.Errorf("one-attempt policy: %v", err)
 	}
 }
+
+func TestNiceTicks(t *testing.T) {
+	var labels []string
+	for _, tk := range (niceTicks{}).Ticks(0, 27) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if got := strings.Join(labels, " "); got != "0 10 20" {
+		t.Errorf("labels %q, want 0 10 20", got)
+	}
+	labels = nil
+	for _, tk := range (niceTicks{}).Ticks(0, 0.4) {
+		if tk.Label != "" {
+			labels = append(labels, tk.Label)
+		}
+	}
+	if got := strings.Join(labels, " "); got != "0 0.1 0.2 0.3 0.4" {
+		t.Errorf("labels %q", got)
+	}
+}
