@@ -61,10 +61,16 @@ const postSize = 64 << 10
 
 var payload = bytes.Repeat([]byte("0123456789abcdef"), postSize/16)
 
-// benchClient wraps the in-memory base in lib's transport, as a user would.
+// benchClient wraps the in-memory base in lib's transport under
+// DefaultPolicy, as a user would.
 func benchClient(b *testing.B, lib Library) *http.Client {
 	b.Helper()
-	rt, err := lib.New(memTransport{}, DefaultPolicy)
+	return benchClientPolicy(b, lib, DefaultPolicy)
+}
+
+func benchClientPolicy(b *testing.B, lib Library, p Policy) *http.Client {
+	b.Helper()
+	rt, err := lib.New(memTransport{}, p)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,11 +88,25 @@ func finish(b *testing.B, resp *http.Response, err error) {
 	resp.Body.Close()
 }
 
-// BenchmarkGET is a GET answered on the first attempt.
+// BenchmarkGET is a GET answered on the first attempt, under DefaultPolicy
+// (with a per-attempt timeout, which every library implements with a
+// context and a timer).
 func BenchmarkGET(b *testing.B) {
+	benchGET(b, DefaultPolicy)
+}
+
+// BenchmarkGETNoTimeout is BenchmarkGET under a policy without a per-attempt
+// timeout: the plain path of a retrying transport.
+func BenchmarkGETNoTimeout(b *testing.B) {
+	p := DefaultPolicy
+	p.Timeout = 0
+	benchGET(b, p)
+}
+
+func benchGET(b *testing.B, p Policy) {
 	for _, lib := range All() {
-		b.Run(lib.Name, func(b *testing.B) {
-			c := benchClient(b, lib)
+		b.Run("lib="+lib.Name, func(b *testing.B) {
+			c := benchClientPolicy(b, lib, p)
 			req, err := http.NewRequest(http.MethodGet, "http://bench.invalid/get", nil)
 			if err != nil {
 				b.Fatal(err)
@@ -103,7 +123,7 @@ func BenchmarkGET(b *testing.B) {
 // BenchmarkGETParallel is BenchmarkGET from GOMAXPROCS goroutines at once.
 func BenchmarkGETParallel(b *testing.B) {
 	for _, lib := range All() {
-		b.Run(lib.Name, func(b *testing.B) {
+		b.Run("lib="+lib.Name, func(b *testing.B) {
 			c := benchClient(b, lib)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -131,7 +151,7 @@ func BenchmarkGETParallel(b *testing.B) {
 // library is allowed to retry POST, so each does the same work.
 func BenchmarkPOSTStream(b *testing.B) {
 	for _, lib := range All() {
-		b.Run(lib.Name, func(b *testing.B) {
+		b.Run("lib="+lib.Name, func(b *testing.B) {
 			c := benchClient(b, lib)
 			body := &plainReader{data: payload}
 			tmpl, err := http.NewRequest(http.MethodPost, "http://bench.invalid/post", body)
@@ -158,7 +178,7 @@ func BenchmarkPOSTStream(b *testing.B) {
 // request carries GetBody and replay needs no copy.
 func BenchmarkPOSTGetBody(b *testing.B) {
 	for _, lib := range All() {
-		b.Run(lib.Name, func(b *testing.B) {
+		b.Run("lib="+lib.Name, func(b *testing.B) {
 			c := benchClient(b, lib)
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()
