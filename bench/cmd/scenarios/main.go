@@ -23,6 +23,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "fault pattern seed")
 	md := flag.Bool("markdown", false, "print a Markdown table")
 	only := flag.String("only", "", "run only scenarios whose name contains this")
+	budget := flag.Bool("budget", true, "add a row for rtx with its default retry budget to the outage scenario")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -33,7 +34,11 @@ func main() {
 		if !strings.Contains(sc.Name, *only) {
 			continue
 		}
-		for _, lib := range bench.Retrying() {
+		libs := bench.Retrying()
+		if *budget && sc.Name == scenario.Scenarios[0].Name {
+			libs = append(libs, bench.RTXBudget)
+		}
+		for _, lib := range libs {
 			r, err := scenario.Run(ctx, lib, sc, cfg)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s / %s: %v\n", sc.Name, lib.Name, err)
