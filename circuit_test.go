@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/athomic-go/rtx/breaker"
 )
@@ -255,5 +257,44 @@ func TestCircuitDoByOperation(t *testing.T) {
 	var coe *CircuitOpenError
 	if !errors.As(err, &coe) || coe.Circuit != "inventory" || calls != 3 {
 		t.Fatalf("err = %v, calls = %d", err, calls)
+	}
+}
+
+func TestCircuitStateMetricAndAborts(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	var code atomic.Int32
+	code.Store(503)
+	srv, _ := server(t, &code)
+	tr := New(testFactory(t, circuits), "p", WithMeterProvider(mp))
+	defer tr.CloseIdleConnections()
+	get(t, tr, srv.URL) // opens the circuit and is aborted by it
+	get(t, tr, srv.URL) // refused outright
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var state, aborts int64 = -1, 0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					if c, _ := p.Attributes.Value("circuit"); c.AsString() == strings.TrimPrefix(srv.URL, "http://") {
+						state = p.Value
+					}
+				}
+			case metricdata.Sum[int64]:
+				if m.Name == "retry.circuit_breaker.aborts" {
+					for _, p := range d.DataPoints {
+						aborts += p.Value
+					}
+				}
+			}
+		}
+	}
+	if state != int64(gobreaker.StateOpen) || aborts != 2 {
+		t.Errorf("state gauge = %d (want %d), aborts = %d (want 2)", state, gobreaker.StateOpen, aborts)
 	}
 }

@@ -37,6 +37,7 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 		report, aerr := t.admit(nil, snap, pol)
 		if aerr != nil {
 			if attempt == 1 {
+				t.obs.refused(ctx, pol)
 				return aerr
 			}
 			_, err = t.giveUp(ctx, nil, pol, out, ReasonCircuitOpen, aerr)

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/athomic-go/rtx/breaker"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -77,6 +78,7 @@ type observer struct {
 	alwaysTrace bool // a provider was given: trace every request
 	prop        propagation.TextMapPropagator
 
+	meter                                 metric.Meter
 	attempts, failures, aborts, exhausted metric.Int64Counter
 	delays, duration                      metric.Float64Histogram
 
@@ -107,6 +109,7 @@ func newObserver(c *config) *observer {
 		mp = otel.GetMeterProvider()
 	}
 	m := mp.Meter(scope)
+	o.meter = m
 	// Instrument errors only come from invalid names; ours are constants.
 	o.attempts, _ = m.Int64Counter("retry.attempts", metric.WithDescription("Retries made (n-1 for n tries)."))
 	o.failures, _ = m.Int64Counter("retry.failures", metric.WithDescription("Retry loops that gave up."))
@@ -252,6 +255,25 @@ func (o *observer) retry(ctx context.Context, req *http.Request, pol *policy.Pol
 	if o.onRetry != nil {
 		o.onRetry(ev)
 	}
+}
+
+// watchCircuits reports the state of a transport's circuits as the gauge
+// retry.circuit_breaker.state (0 closed, 1 half-open, 2 open), one series
+// per circuit. The callback stays registered for the meter's lifetime.
+func (o *observer) watchCircuits(set *breaker.Set) {
+	_, _ = o.meter.Int64ObservableGauge("retry.circuit_breaker.state",
+		metric.WithDescription("Circuit state: 0 closed, 1 half-open, 2 open."),
+		metric.WithInt64Callback(func(_ context.Context, obs metric.Int64Observer) error {
+			for name, st := range set.Circuits() {
+				obs.Observe(int64(st), metric.WithAttributes(attribute.String("operation", o.operation), attribute.String("circuit", name)))
+			}
+			return nil
+		}))
+}
+
+// refused counts a request whose first attempt an open circuit refused.
+func (o *observer) refused(ctx context.Context, pol *policy.Policy) {
+	o.aborts.Add(ctx, 1, o.opts(pol, "", "").add...)
 }
 
 func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Policy, out last, reason string) {

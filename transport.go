@@ -58,6 +58,7 @@ func New(f *policy.Factory, name string, opts ...Option) *Transport {
 		t.cfg.operation = "http"
 	}
 	t.obs = newObserver(&t.cfg)
+	t.obs.watchCircuits(t.circuits)
 	return t
 }
 
@@ -113,6 +114,7 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 	report, err := t.admit(first, snap, pol)
 	if err != nil {
 		closeBody(first)
+		t.obs.refused(ctx, pol)
 		return nil, err
 	}
 	var bud *budget
@@ -277,8 +279,11 @@ func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Respon
 			resp = nil
 		}
 		cancel(nil)
-		if fired && req.Context().Err() == nil {
+		switch {
+		case fired && req.Context().Err() == nil:
 			err = &attemptTimeoutError{timeout: timeout}
+		case err == nil: // fired as the caller's context ended
+			err = req.Context().Err()
 		}
 		return nil, err
 	}
