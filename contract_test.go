@@ -32,29 +32,34 @@ import (
 
 // contractSettings holds the policies of the contract tests. "quick" and
 // the default policy retry every class with millisecond waits; "slow" has
-// exact waits (no jitter) of 1 s then 2 s, for tests inside synctest.
+// exact waits (no jitter) of 1 s then 2 s, for tests inside synctest. Retry
+// budgets are off: these tests count attempts, not budgets.
 const contractSettings = `
 [default.resilience.retry.default_policy]
 attempts = 3
 wait_min_seconds = 0.001
 wait_max_seconds = 0.002
 exceptions = ["HTTPException"]
+budget_ratio = -1
 
 [default.resilience.retry.policies.quick]
 attempts = 3
 wait_min_seconds = 0.001
 wait_max_seconds = 0.002
 exceptions = ["HTTPException"]
+budget_ratio = -1
 
 [default.resilience.retry.policies.once]
 attempts = 1
 exceptions = ["HTTPException"]
+budget_ratio = -1
 
 [default.resilience.retry.policies.nonidem]
 attempts = 3
 wait_min_seconds = 0.001
 wait_max_seconds = 0.002
 exceptions = ["HTTPException"]
+budget_ratio = -1
 retry_non_idempotent = true
 
 [default.resilience.retry.policies.withkey]
@@ -62,6 +67,7 @@ attempts = 3
 wait_min_seconds = 0.001
 wait_max_seconds = 0.002
 exceptions = ["HTTPException"]
+budget_ratio = -1
 idempotency_key = true
 
 [default.resilience.retry.policies.slow]
@@ -71,6 +77,7 @@ wait_max_seconds = 10.0
 backoff = 2.0
 jitter = 0.0
 exceptions = ["HTTPException"]
+budget_ratio = -1
 
 [default.resilience.retry.policies.timed]
 attempts = 3
@@ -79,6 +86,7 @@ wait_max_seconds = 1.0
 jitter = 0.0
 timeout_seconds = 1.0
 exceptions = ["HTTPException"]
+budget_ratio = -1
 `
 
 const testURL = "http://api.test/x"

@@ -80,6 +80,7 @@ wait_min_seconds = 0.001
 wait_max_seconds = 0.002
 timeout_seconds = 0.1
 exceptions = ["HTTPException"]
+budget_ratio = -1
 `
 
 // countingBase wraps a base transport, counting attempts and recording the
