@@ -93,7 +93,7 @@ func classTree(c *policy.Classes) (names []string, depth map[string]int) {
 	var visit func(p string)
 	visit = func(p string) {
 		for _, n := range all { // sorted
-			if n != p && parent[n] == p && (p != "" || depth[n] == 0) {
+			if parent[n] == p { // a root's parent is ""
 				names = append(names, n)
 				visit(n)
 			}
@@ -149,9 +149,9 @@ func retriedClasses(c *policy.Classes, p *policy.Policy) string {
 }
 
 // notRetried lists the classes the policy leaves alone; a class part of
-// which is retried reads "HTTPRequestError other than ConnectionError". The
-// root is left out when only part of it is retried (that part is named by
-// the retried classes).
+// which is retried reads "HTTPRequestError other than ConnectionError", and
+// stands for its other descendants too. The root is left out when only part
+// of it is retried (that part is named by the retried classes).
 func notRetried(c *policy.Classes, p *policy.Policy) string {
 	tree, depth := classTree(c)
 	var parts []string
@@ -173,7 +173,11 @@ func notRetried(c *policy.Classes, p *policy.Policy) string {
 				skip[d] = true
 			}
 		case depth[n] > 0:
+			// "n other than ..." covers n's other descendants too.
 			parts = append(parts, n+" other than "+strings.Join(topmost(c, in), ", "))
+			for _, d := range descendants(c, n) {
+				skip[d] = true
+			}
 		}
 	}
 	if len(parts) == 0 {
