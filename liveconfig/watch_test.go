@@ -59,6 +59,9 @@ func TestWatchSource(t *testing.T) {
 	if len(ups) != 2 {
 		t.Fatalf("%d updates, want 2 (first document, then 5): %+v", len(ups), ups)
 	}
+	if !ups[0].Initial || ups[1].Initial {
+		t.Errorf("Initial = %v, %v; want true for the first document only", ups[0].Initial, ups[1].Initial)
+	}
 	if ups[1].Source != "test-key" || ups[1].Version != "v5" || !slices.Equal(ups[1].Changed, []string{"fast_retry"}) {
 		t.Errorf("update = %+v", ups[1])
 	}

@@ -66,6 +66,10 @@ type Update struct {
 	Changed []string
 	// Snapshot is the snapshot now in force.
 	Snapshot *policy.Snapshot
+	// Initial is true for a document applied as the source's first answer,
+	// before [Watch] or [WatchFile] returned. It often matches what the
+	// factory already served (Changed is then empty).
+	Initial bool
 }
 
 // ErrNotFound is wrapped by the errors that report a missing settings
@@ -138,6 +142,7 @@ func start(ctx context.Context, src Source, a *applier) (*Watcher, error) {
 			}
 			a.handle(wctx, c)
 			if c.Err == nil || errors.Is(c.Err, ErrNotFound) {
+				a.answered = true
 				firstOnce.Do(func() { close(first) })
 			}
 		})
@@ -177,6 +182,8 @@ type applier struct {
 	format string
 	last   [sha256.Size]byte // hash of the last document seen, applied or not
 	seen   bool
+	// answered is set once the source's first answer was handled.
+	answered bool
 }
 
 func (a *applier) handle(ctx context.Context, c Change) {
@@ -199,7 +206,7 @@ func (a *applier) handle(ctx context.Context, c Change) {
 		return
 	}
 	old := a.f.Swap(s)
-	u := Update{Source: c.Name, Version: c.Version, Changed: s.Changed(old), Snapshot: s}
+	u := Update{Source: c.Name, Version: c.Version, Changed: s.Changed(old), Snapshot: s, Initial: !a.answered}
 	if l := a.cfg.logger; l != nil {
 		l.LogAttrs(ctx, slog.LevelInfo, "rtx: settings updated",
 			slog.String("source", u.Source), slog.String("version", u.Version), slog.Any("changed", u.Changed))
