@@ -45,7 +45,7 @@ disabled every policy is one attempt and has nothing to warn about. Use
 		},
 	}
 	cmd.Flags().BoolVar(&cf.strict, "strict", false, "exit with status 1 on warnings too")
-	cmd.Flags().DurationVar(&cf.maxWait, "max-wait", 60*time.Second, "no-timeout lint: the longest total of delays a policy without timeout_seconds may have")
+	cmd.Flags().DurationVar(&cf.maxWait, "max-wait", 60*time.Second, "no-timeout lint threshold")
 	return cmd
 }
 

@@ -42,22 +42,23 @@ Attempt lines never show header values or the URL's query values (they read
 REDACTED), nor userinfo. Like curl, get does not follow redirects unless -L is
 given, and exits 0 on any HTTP response unless --fail is given (then 1 on a
 status of 400 or more). It exits 1 when the request fails with an error.`,
-		Example: `  rtx get --config settings.toml --policy fast_retry http://localhost:8080/health
-  rtx get --config settings.toml -X PUT -d '{"n":1}' -H 'Content-Type: application/json' http://localhost:8080/items/1
-  rtx get --config settings.toml -d @body.json http://localhost:8080/items   # POST`,
+		Example: `  rtx get -c settings.toml -p fast_retry http://localhost:8080/health
+  rtx get -c settings.toml -X PUT -d '{"n":1}' \
+      -H 'Content-Type: application/json' http://localhost:8080/items/1
+  rtx get -c settings.toml -d @body.json http://localhost:8080/items  # a POST`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runGet(cmd, sf, &gf, args[0])
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&gf.policy, "policy", "p", "", "policy to send the request under (default: default_policy)")
+	fl.StringVarP(&gf.policy, "policy", "p", "", "policy to use (default: default_policy)")
 	fl.StringVarP(&gf.method, "request", "X", "", "request method (default GET, or POST with -d)")
-	fl.StringVarP(&gf.data, "data", "d", "", "request body; @FILE reads it from a file, @- from standard input")
+	fl.StringVarP(&gf.data, "data", "d", "", "request body; @FILE from a file, @- from stdin")
 	fl.StringArrayVarP(&gf.headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
-	fl.BoolVarP(&gf.fail, "fail", "f", false, "exit with status 1 when the final status is 400 or more")
+	fl.BoolVarP(&gf.fail, "fail", "f", false, "exit 1 on a final status >= 400")
 	fl.BoolVarP(&gf.location, "location", "L", false, "follow redirects")
-	fl.DurationVarP(&gf.maxTime, "max-time", "m", 0, "give up on the whole request after this long (0: no limit)")
+	fl.DurationVarP(&gf.maxTime, "max-time", "m", 0, "time limit for the whole request (0: none)")
 	return cmd
 }
 

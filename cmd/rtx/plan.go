@@ -35,9 +35,9 @@ func newPlanCmd(sf *settingsFlags) *cobra.Command {
         delay_n = max(wait_min, base_n * (1 - jitter*U)),  U uniform on [0,1)
   - the cumulative time at which each retry starts and the policy gives up:
     best (attempts fail at once, shortest delays), typical (attempts fail at
-    once, median delays: a sum of medians) and worst (every attempt runs to timeout_seconds,
-    longest delays). With no timeout_seconds the attempts' own time cannot
-    be bounded: worst then counts delays only and is marked with *.
+    once, median delays: a sum of medians) and worst (every attempt runs to
+    timeout_seconds, longest delays). With no timeout_seconds the attempts'
+    own time cannot be bounded: worst then counts delays only, marked *.
   - the classes it retries, each expanded into the classes below it, and
     when POST and other non-idempotent requests are retried.
   - check's findings for the policy.
@@ -55,7 +55,7 @@ func newPlanCmd(sf *settingsFlags) *cobra.Command {
 	cmd.Flags().StringVarP(&pf.policy, "policy", "p", "", "show only this policy (\"default\" for default_policy)")
 	cmd.Flags().StringVar(&pf.svg, "svg", "", "also draw the plan as SVG into this file")
 	cmd.Flags().StringVar(&pf.png, "png", "", "also draw the plan as PNG into this file")
-	cmd.Flags().DurationVar(&pf.maxWait, "max-wait", 60*time.Second, "no-timeout lint: the longest total of delays a policy without timeout_seconds may have")
+	cmd.Flags().DurationVar(&pf.maxWait, "max-wait", 60*time.Second, "no-timeout lint threshold")
 	return cmd
 }
 
