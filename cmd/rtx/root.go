@@ -132,7 +132,7 @@ through the transport (get).`,
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.PersistentFlags().StringVarP(&sf.config, "config", "c", "settings.toml", "settings: .toml, .yaml or .json")
+	root.PersistentFlags().StringVarP(&sf.config, "config", "c", "settings.toml", "settings file (toml/yaml/json)")
 	root.PersistentFlags().StringVar(&sf.env, "env", "", "environment overlaid on [default] (default: $RTX_ENV)")
 	root.AddCommand(newPlanCmd(&sf), newCheckCmd(&sf), newGetCmd(&sf))
 	return root
