@@ -78,6 +78,11 @@ func TestPrometheusQueryThroughFaults(t *testing.T) {
 		{"answer held past the attempt timeout", []faultproxy.Fault{delay}},
 		{"503 for a while", []faultproxy.Fault{unavailable, unavailable, unavailable}},
 		{"reset then held then 503", []faultproxy.Fault{reset, delay, unavailable}},
+		// The 503 closes its connection (see faultproxy.Unavailable), so the
+		// reset meets a fresh one: on a reused keep-alive connection net/http
+		// itself would resend the request once, under rtx, and the proxy
+		// would see one request more than rtx sent.
+		{"503 then reset", []faultproxy.Fault{unavailable, reset}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Without rtx: the SDK's call fails on the first fault.

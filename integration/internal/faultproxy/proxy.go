@@ -33,7 +33,11 @@ const (
 	// (closes the connection) or Proxy.MaxDelay passes, then forwards it.
 	Delay
 	// Unavailable answers 503 with a Prometheus-style JSON error body and
-	// closes the connection, as a front end shedding load does.
+	// closes the connection, as a front end shedding load does. Closing
+	// keeps the count exact: a Reset that followed on the same keep-alive
+	// connection would be resent once by net/http itself (a replayable
+	// request on a reused connection that died before answering), below any
+	// RoundTripper wrapped around the transport.
 	Unavailable
 )
 
