@@ -17,8 +17,8 @@ import (
 
 // WatchFile applies the settings file at path to f now and again each time
 // the file changes, until [Watcher.Close]. It returns once the file has been
-// read (or found missing) and handled; an invalid file goes to [OnError]
-// and leaves f as it was, and the watcher goes on watching.
+// read (or found missing or unreadable) and handled; an invalid file goes
+// to [OnError] and leaves f as it was, and the watcher goes on watching.
 //
 // It watches the file's directory, and the directory of the file a symlink
 // at path resolves to, re-resolving the symlink on every event: it follows
@@ -48,7 +48,9 @@ func WatchFile(path string, f *policy.Factory, opts ...Option) (*Watcher, error)
 		}
 	}
 	src := &fileSource{path: abs, name: path, debounce: cfg.debounce}
-	return start(context.Background(), src, &applier{f: f, cfg: cfg, format: format})
+	// Any outcome of the first read answers: a file that cannot be read
+	// now is reported, and watched like one that does not exist.
+	return start(context.Background(), src, &applier{f: f, cfg: cfg, format: format}, func(Change) bool { return true })
 }
 
 // fileSource reports a file's content on every change.
@@ -133,9 +135,8 @@ func (s *fileSource) Watch(ctx context.Context, report func(Change)) error {
 			if !ok {
 				return errors.New("file watcher closed")
 			}
-			if ev.Op == fsnotify.Chmod {
-				continue // content unchanged
-			}
+			// Every operation counts, Chmod included: a file that could not
+			// be read may have become readable.
 			if name := filepath.Clean(ev.Name); name == s.path || name == target || s.retargeted(target) {
 				arm()
 			}

@@ -2,6 +2,7 @@ package liveconfig_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -187,6 +188,33 @@ func TestWatchFileMissingAtStart(t *testing.T) {
 	eventually(t, time.Second, "the new file applied", func() bool {
 		p, err := f.Policy("fast_retry")
 		return err == nil && p.Attempts == 7
+	})
+}
+
+func TestWatchFileUnreadable(t *testing.T) {
+	// A directory where the file should be: reading it fails with an error
+	// other than "not found". WatchFile reports it and returns.
+	path := filepath.Join(t.TempDir(), "settings.toml")
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := policy.NewFactory(nil)
+	var rec recorder
+	w, err := liveconfig.WatchFile(path, f, rec.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if errs := rec.Errors(); len(errs) != 1 || errors.Is(errs[0], liveconfig.ErrNotFound) {
+		t.Fatalf("errors = %v, want one read error", errs)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, settings(4))
+	eventually(t, time.Second, "the file applied", func() bool {
+		p, err := f.Policy("fast_retry")
+		return err == nil && p.Attempts == 4
 	})
 }
 

@@ -126,10 +126,16 @@ func Watch(ctx context.Context, src Source, f *policy.Factory, opts ...Option) (
 	if format == "" {
 		format = f.Format()
 	}
-	return start(ctx, src, &applier{f: f, cfg: cfg, format: format})
+	return start(ctx, src, &applier{f: f, cfg: cfg, format: format}, isAnswer)
 }
 
-func start(ctx context.Context, src Source, a *applier) (*Watcher, error) {
+// isAnswer reports whether c answers the question "what is the document
+// now?": a document, or word that there is none.
+func isAnswer(c Change) bool { return c.Err == nil || errors.Is(c.Err, ErrNotFound) }
+
+// start runs src on its own goroutine and waits, within ctx, for the first
+// change that answer accepts.
+func start(ctx context.Context, src Source, a *applier, answer func(Change) bool) (*Watcher, error) {
 	wctx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{cancel: cancel, done: make(chan struct{})}
 	first := make(chan struct{})
@@ -141,7 +147,7 @@ func start(ctx context.Context, src Source, a *applier) (*Watcher, error) {
 				return // closing: the factory is no longer touched
 			}
 			a.handle(wctx, c)
-			if c.Err == nil || errors.Is(c.Err, ErrNotFound) {
+			if answer(c) {
 				a.answered = true
 				firstOnce.Do(func() { close(first) })
 			}
@@ -157,10 +163,15 @@ func start(ctx context.Context, src Source, a *applier) (*Watcher, error) {
 	}()
 	select {
 	case <-first:
+	case <-w.done:
+	case <-ctx.Done():
+	}
+	select {
+	case <-first: // answered, whatever else happened meanwhile
 		return w, nil
 	case <-w.done:
 		return nil, w.err
-	case <-ctx.Done():
+	default:
 		w.Close()
 		return nil, fmt.Errorf("liveconfig: no settings document from the source yet: %w", context.Cause(ctx))
 	}
