@@ -14,6 +14,12 @@ fi
 # Where Debian's package also starts an etcd service (on 127.0.0.1:2379), the
 # tests leave it alone: they run their own server on free ports.
 
+echo "== the root package and liveconfig link no etcd, Consul or gRPC"
+heavy=$(go list -deps . ./liveconfig | grep -E 'go\.etcd\.io|hashicorp/consul|google\.golang\.org/grpc' || true)
+if [ -n "$heavy" ]; then
+  echo "unexpected dependencies:"; echo "$heavy"; exit 1
+fi
+
 echo "== go test -race ./liveconfig/..."
 go test -race -count=1 ./liveconfig/...
 
