@@ -94,8 +94,10 @@ func (s *Snapshot) Breaker() Breaker { return s.breaker }
 func (s *Snapshot) Classes() *Classes { return s.classes }
 
 // Changed returns the names of the policies whose effective values differ
-// between old and s ("default" for the default policy), sorted, including
-// policies added or removed. A nil old counts as [Builtin].
+// between old and s ("default" for the default policy), including policies
+// added or removed, and "circuit_breaker" when the circuit breaker settings
+// differ; sorted. A change of deployment_mode or enabled shows as the
+// policies it changes. A nil old counts as [Builtin].
 func (s *Snapshot) Changed(old *Snapshot) []string {
 	if old == nil {
 		old = Builtin()
@@ -111,8 +113,15 @@ func (s *Snapshot) Changed(old *Snapshot) []string {
 			out = append(out, displayName(name))
 		}
 	}
+	if !s.breaker.equal(old.breaker) {
+		out = append(out, "circuit_breaker")
+	}
 	slices.Sort(out)
 	return out
+}
+
+func (b Breaker) equal(o Breaker) bool {
+	return b.Enabled == o.Enabled && b.FailMax == o.FailMax && b.ResetTimeout == o.ResetTimeout && maps.Equal(b.Circuits, o.Circuits)
 }
 
 func displayName(name string) string {

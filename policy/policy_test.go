@@ -317,6 +317,10 @@ func TestFactoryUpdate(t *testing.T) {
 	if strings.Join(changed, ",") != "a,b" {
 		t.Errorf("changed = %v", changed)
 	}
+	changed, err = f.Update([]byte("[default.resilience.retry.policies.a]\nattempts = 3\n[default.resilience.retry.policies.b]\nattempts = 1\n[default.resilience.circuit_breaker]\nenabled = true\n"), "toml", "live")
+	if err != nil || strings.Join(changed, ",") != "circuit_breaker" {
+		t.Errorf("breaker change: %v, %v", changed, err)
+	}
 	if p, _ := before.Policy("a"); p.Attempts != 2 {
 		t.Error("an old snapshot must not change")
 	}
