@@ -222,7 +222,7 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 	p := Default()
 	p.Name = name
 	c.unknown(where, t, policyKeys)
-	before := len(c.errs)
+	waitsOK := true // both waits decoded and in range: compare them
 	for _, k := range slices.Sorted(maps.Keys(t)) {
 		v := t[k]
 		switch k {
@@ -234,16 +234,15 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 				p.Attempts = int(n)
 			}
 		case "wait_min_seconds":
-			if d, ok := c.seconds(where, k, v); ok {
-				if d <= 0 {
-					c.fail(where, "wait_min_seconds must be > 0, got %s", describe(v))
-				}
-				p.WaitMin = d
+			d, ok := c.seconds(where, k, v)
+			if ok && d <= 0 {
+				c.fail(where, "wait_min_seconds must be > 0, got %s", describe(v))
+				ok = false
 			}
+			p.WaitMin, waitsOK = d, waitsOK && ok
 		case "wait_max_seconds":
-			if d, ok := c.seconds(where, k, v); ok {
-				p.WaitMax = d
-			}
+			d, ok := c.seconds(where, k, v)
+			p.WaitMax, waitsOK = d, waitsOK && ok
 		case "backoff":
 			if f, ok := c.number(where, k, v); ok {
 				if f < 1 || f > 1000 {
@@ -296,7 +295,7 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 			}
 		}
 	}
-	if len(c.errs) == before && p.WaitMin > p.WaitMax {
+	if waitsOK && p.WaitMin > p.WaitMax {
 		c.fail(where, "wait_min_seconds (%v) > wait_max_seconds (%v)", p.WaitMin.Seconds(), p.WaitMax.Seconds())
 	}
 	p.retries = c.classes.covered(p.Exceptions)

@@ -236,6 +236,7 @@ func TestLoadErrors(t *testing.T) {
 		{"empty circuit", "[default.resilience.circuit_breaker.circuits.\"\"]\nfail_max = 2", []string{"circuit name must not be empty"}},
 		{"unknown breaker key", "[default.resilience.circuit_breaker]\nfailmax = 2", []string{`unknown key "failmax"`}},
 		{"two errors", pfx + "attempts = 0\njitter = 2", []string{"attempts must be", "jitter must be"}},
+		{"every error at once", pfx + "attempts = 0\nwait_min_seconds = 2\nwait_max_seconds = 1", []string{"attempts must be", "wait_min_seconds (2) > wait_max_seconds (1)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
