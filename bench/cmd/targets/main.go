@@ -1,0 +1,116 @@
+// Command targets reads `go test -bench` output of the bench package (several
+// runs, any order), takes the median of every measure, and checks rtx's
+// targets against the same run's bare transport and peers:
+//
+//   - GET (and parallel GET): rtx's time over bare at most half of the faster
+//     peer's time over bare;
+//   - GET answered on the first attempt: no allocation over bare;
+//   - streamed 64 KiB POST: bytes allocated over bare under 10% of the body.
+//
+// It prints one line per check and exits 1 if any fails.
+//
+//	go run ./cmd/targets bench.txt
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+const postSize = 64 << 10
+
+// line matches "BenchmarkGET/lib=rtx-2   20000   1234 ns/op ...".
+var line = regexp.MustCompile(`^Benchmark([^/\s]+)/lib=(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+type key struct{ bench, lib, unit string }
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: targets BENCH_OUTPUT")
+		os.Exit(2)
+	}
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	defer f.Close()
+	med, err := medians(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ok := true
+	check := func(pass bool, format string, args ...any) {
+		verdict := "MEETS"
+		if !pass {
+			verdict, ok = "MISSES", false
+		}
+		fmt.Printf("%-6s  "+format+"\n", append([]any{verdict}, args...)...)
+	}
+	get := func(bench, lib, unit string) float64 {
+		v, found := med[key{bench, lib, unit}]
+		if !found {
+			fmt.Fprintf(os.Stderr, "no %s for %s/lib=%s\n", unit, bench, lib)
+			os.Exit(2)
+		}
+		return v
+	}
+	for _, bench := range []string{"GET", "GETNoTimeout", "GETParallel"} {
+		bare := get(bench, "bare", "ns/op")
+		over := get(bench, "rtx", "ns/op") - bare
+		peer := min(get(bench, "retryablehttp", "ns/op"), get(bench, "failsafe-go", "ns/op")) - bare
+		check(over <= peer/2, "%-13s time over bare: rtx %.0f ns, faster peer %.0f ns (ratio %.2f, target <= 0.50)", bench, over, peer, over/peer)
+	}
+	for _, bench := range []string{"GET", "GETNoTimeout", "GETParallel"} {
+		da := get(bench, "rtx", "allocs/op") - get(bench, "bare", "allocs/op")
+		db := get(bench, "rtx", "B/op") - get(bench, "bare", "B/op")
+		check(da <= 0, "%-13s allocations over bare: rtx %+.0f allocs/op, %+.0f B/op (target 0)", bench, da, db)
+	}
+	db := get("POSTStream", "rtx", "B/op") - get("POSTStream", "bare", "B/op")
+	check(db < postSize/10, "%-13s bytes over bare: rtx %+.0f B/op = %.1f%% of the 64 KiB body (target < 10%%)", "POSTStream", db, 100*db/postSize)
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// medians returns the median of every (benchmark, library, unit).
+func medians(r io.Reader) (map[key]float64, error) {
+	vals := make(map[key][]float64)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		fields := strings.Fields(m[3])
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("%q: %w", sc.Text(), err)
+			}
+			k := key{m[1], m[2], fields[i+1]}
+			vals[k] = append(vals[k], v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[key]float64, len(vals))
+	for k, vs := range vals {
+		slices.Sort(vs)
+		n := len(vs)
+		if n%2 == 1 {
+			out[k] = vs[n/2]
+		} else {
+			out[k] = (vs[n/2-1] + vs[n/2]) / 2
+		}
+	}
+	return out, nil
+}
