@@ -1,0 +1,117 @@
+package rtx
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// benchSettings is a realistic policy: three attempts, the retry budget on.
+const benchSettings = `
+[default.resilience.retry.policies.api]
+attempts = 3
+wait_min_seconds = 0.1
+wait_max_seconds = 1.0
+exceptions = ["HTTPException"]
+`
+
+// sinkTransport is an in-memory base: it drains and closes the request
+// body and answers with the same preallocated 200, allocating nothing.
+type sinkTransport struct{ resp http.Response }
+
+func newSink() *sinkTransport {
+	return &sinkTransport{resp: http.Response{StatusCode: 200, Status: "200 OK", Header: http.Header{}, Body: http.NoBody}}
+}
+
+func (s *sinkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	return &s.resp, nil
+}
+
+// resettableBody is a plain request body (no WriteTo, no Len, so no
+// GetBody and no shortcut in io.Copy) that can be rewound between
+// iterations without allocating.
+type resettableBody struct{ r bytes.Reader }
+
+func (b *resettableBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *resettableBody) Close() error               { return nil }
+
+func benchTransports(b *testing.B) (bare http.RoundTripper, withRTX http.RoundTripper) {
+	b.Helper()
+	base := newSink()
+	return base, New(testFactory(b, benchSettings), "api", WithBase(base))
+}
+
+func BenchmarkGET(b *testing.B) {
+	bare, withRTX := benchTransports(b)
+	for _, bc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"bare", bare}, {"rtx", withRTX}} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := mustGet(b, "http://api.test/items?page=1")
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := bc.rt.RoundTrip(req)
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatal(resp, err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkPOSTStream64K(b *testing.B) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16)
+	bare, withRTX := benchTransports(b)
+	for _, bc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"bare", bare}, {"rtx", withRTX}} {
+		b.Run(bc.name, func(b *testing.B) {
+			body := &resettableBody{}
+			req, err := http.NewRequest("POST", "http://api.test/upload", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.ContentLength = int64(len(payload))
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				body.r.Reset(payload)
+				req.Body = body
+				resp, err := bc.rt.RoundTrip(req)
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatal(resp, err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}
+
+func BenchmarkClassify(b *testing.B) {
+	resp := statusResponse(503)
+	reset := urlErr(mkReset())
+	b.ReportAllocs()
+	for b.Loop() {
+		Classify(nil, resp, nil)
+		Classify(nil, nil, reset)
+	}
+}
+
+func BenchmarkParseRetryAfter(b *testing.B) {
+	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	date := now.Add(time.Minute).Format(http.TimeFormat)
+	b.ReportAllocs()
+	for b.Loop() {
+		ParseRetryAfter("120", now)
+		ParseRetryAfter(date, now)
+	}
+}
