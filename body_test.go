@@ -508,3 +508,49 @@ func TestBodyPoolReuseSequential(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyPoolHeldUntilReadersClose: a base may keep reading a request body
+// after RoundTrip has returned. The captured chunks must stay with that
+// body until it is closed, whatever other requests do meanwhile.
+func TestBodyPoolHeldUntilReadersClose(t *testing.T) {
+	const size = 100 << 10
+	data := payload(99, size)
+	var held io.ReadCloser
+	calls := 0
+	other := &echoBase{} // serves the other requests
+	for range 20 {
+		other.codes = append(other.codes, 503, 200)
+	}
+	base := tripFunc(func(req *http.Request) (*http.Response, error) {
+		calls++
+		switch calls {
+		case 1: // read it all (captured), then fail
+			io.Copy(io.Discard, req.Body)
+			req.Body.Close()
+			return httpmock.NewStringResponse(503, ""), nil
+		case 2: // answer now, read later
+			held = req.Body
+			return httpmock.NewStringResponse(200, ""), nil
+		}
+		return other.RoundTrip(req)
+	})
+	tr := New(testFactory(t, contractSettings), "quick", WithBase(base))
+	resp, err := tr.RoundTrip(plainRequest(t, testURL, data, false))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	readClose(t, resp)
+	// Other requests through the same Transport churn the pools.
+	for i := range 20 {
+		resp, err := tr.RoundTrip(plainRequest(t, testURL, bytes.Repeat([]byte{byte('A' + i)}, size), false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readClose(t, resp)
+	}
+	got, err := io.ReadAll(held)
+	held.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("held body read %d bytes (err %v), intact=%v; want the original %d bytes", len(got), err, bytes.Equal(got, data), size)
+	}
+}
