@@ -140,16 +140,22 @@ func (rr *replayReader) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
+	if r.overflow {
+		if rr.off == r.n {
+			// Only the reader that went past the cap can go on; any
+			// other would end at the captured prefix: a truncated body.
+			return 0, errBodyNotReplayed
+		}
+		return r.stream(rr, p)
+	}
 	switch {
 	case r.eof:
 		return 0, io.EOF
 	case r.err != nil:
 		return 0, r.err
-	case r.overflow:
-		return r.stream(rr, p)
-	}
-	if r.n >= r.max {
-		r.overflow = true
+	case r.n >= r.max:
+		// The cap is reached: the body is too large to replay unless the
+		// source ends exactly here.
 		return r.stream(rr, p)
 	}
 	// Capture straight into the tail chunk, then copy out.
@@ -171,12 +177,22 @@ func (rr *replayReader) Read(p []byte) (int, error) {
 	return n, r.noteErr(err)
 }
 
-// stream reads the source without capturing. Must be called with r.mu held.
+// stream reads the source past the cap, without capturing: from the first
+// byte read, the body can no longer be replayed. Must be called with r.mu
+// held.
 func (r *replay) stream(rr *replayReader, p []byte) (int, error) {
-	if r.srcDone {
+	switch {
+	case r.eof:
+		return 0, io.EOF
+	case r.err != nil:
+		return 0, r.err
+	case r.srcDone:
 		return 0, errBodyClosed
 	}
 	n, err := r.src.Read(p)
+	if n > 0 {
+		r.overflow = true
+	}
 	rr.off += int64(n)
 	return n, r.noteErr(err)
 }

@@ -72,14 +72,38 @@ func classifyError(err error) string {
 		}
 		return "" // no such host: retrying will not create it
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeout(err) {
 		return policy.HTTPTimeoutError
 	}
 	if isConnectionError(err) {
 		return policy.ConnectionError
 	}
 	return ""
+}
+
+// isTimeout reports whether any error in err's tree says it is a timeout.
+// errors.As would stop at the outermost net.Error (a *url.Error, say),
+// whose Timeout looks only at the error it wraps directly.
+func isTimeout(err error) bool {
+	for err != nil {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if isTimeout(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 func isConnectionError(err error) bool {

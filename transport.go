@@ -188,7 +188,13 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 			return t.giveUp(ctx, req, pol, out, ReasonCanceled, serr)
 		}
 		if rp != nil {
+			// The earlier attempt may have read on during the delay, past
+			// the cap: ask again now that reader() has detached it.
 			next = rp.reader()
+			if !rp.replayable() {
+				closeReader(next)
+				return t.giveUp(ctx, req, pol, out, ReasonBody, errBodyNotReplayed)
+			}
 		}
 		areq = first
 		if next != nil {
