@@ -1,6 +1,6 @@
 package integration
 
-// The snippets of README-section.md ("Use it in an SDK"), compiled, and run
+// The snippets of the README's "Use it in an SDK" section, compiled, and run
 // as far as building each SDK's client (nothing here talks to the network).
 
 import (

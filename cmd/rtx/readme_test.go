@@ -9,7 +9,7 @@ import (
 // TestReadmePlanIsCurrent keeps the plan output pasted in the README section
 // equal to what plan prints for the seed's settings.
 func TestReadmePlanIsCurrent(t *testing.T) {
-	raw, err := os.ReadFile("README-section.md")
+	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func TestReadmePlanIsCurrent(t *testing.T) {
 	const start = "go run . plan --config testdata/seed.toml`):\n\n```text\n"
 	i := strings.Index(doc, start)
 	if i < 0 {
-		t.Fatal("README-section.md has no pasted plan output")
+		t.Fatal("README.md has no pasted plan output")
 	}
 	pasted := doc[i+len(start):]
 	pasted = pasted[:strings.Index(pasted, "```")]
@@ -26,7 +26,7 @@ func TestReadmePlanIsCurrent(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	if pasted != r.stdout {
-		t.Errorf("README-section.md's plan output is stale; paste the output of\n"+
+		t.Errorf("README.md's plan output is stale; paste the output of\n"+
 			"  go run . plan --config testdata/seed.toml\ngot:\n%s", r.stdout)
 	}
 }
