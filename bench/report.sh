@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Produces the tables of README.md. The benchmarks run COUNT times (default
-# 10) as whole passes, so that every library meets the same machine load;
+# 15) as whole passes of BENCHTIME each (default 1s), so that every library meets the same machine load;
 # benchstat gives the medians, cmd/targets checks rtx's targets on them.
 # Outputs go to DIR (default a new temporary directory).
 #
@@ -15,10 +15,10 @@ benchstat=golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); $(go version); nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 go test -c -o "$out/bench.test" .
 : >"$out/bench.txt"
-for _ in $(seq "${COUNT:-10}"); do
-  "$out/bench.test" -test.run '^$' -test.bench . -test.benchtime "${BENCHTIME:-20000x}" >>"$out/bench.txt"
+for _ in $(seq "${COUNT:-15}"); do
+  "$out/bench.test" -test.run '^$' -test.bench . -test.benchtime "${BENCHTIME:-1s}" >>"$out/bench.txt"
 done
 go run "$benchstat" -col /lib "$out/bench.txt" | tee "$out/benchstat.txt"
-go run ./cmd/targets "$out/bench.txt" | tee "$out/targets.txt" || true
+go run ./cmd/targets -markdown "$out/bench.txt" | tee "$out/targets.txt" || true
 go run ./cmd/scenarios -n "${REQUESTS:-400}" -workers 8 -markdown | tee "$out/scenarios.md"
 echo "outputs in $out"

@@ -7,13 +7,15 @@
 //   - GET answered on the first attempt: no allocation over bare;
 //   - streamed 64 KiB POST: bytes allocated over bare under 10% of the body.
 //
-// It prints one line per check and exits 1 if any fails.
+// It prints one line per check and exits 1 if any fails. With -markdown it
+// first prints the medians as a Markdown table.
 //
-//	go run ./cmd/targets bench.txt
+//	go run ./cmd/targets [-markdown] bench.txt
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,11 +33,13 @@ var line = regexp.MustCompile(`^Benchmark([^/\s]+)/lib=(\S+?)(?:-\d+)?\s+\d+\s+(
 type key struct{ bench, lib, unit string }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: targets BENCH_OUTPUT")
+	md := flag.Bool("markdown", false, "print the medians as a Markdown table first")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: targets [-markdown] BENCH_OUTPUT")
 		os.Exit(2)
 	}
-	f, err := os.Open(os.Args[1])
+	f, err := os.Open(flag.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -45,6 +49,9 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if *md {
+		table(os.Stdout, med)
 	}
 	ok := true
 	check := func(pass bool, format string, args ...any) {
@@ -113,4 +120,37 @@ func medians(r io.Reader) (map[key]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+var (
+	benches = []string{"GET", "GETNoTimeout", "GETParallel", "POSTStream", "POSTGetBody"}
+	libs    = []string{"bare", "rtx", "retryablehttp", "failsafe-go"}
+)
+
+// table writes the medians: one row per benchmark, one column per library,
+// each cell "ns/op · B/op · allocs/op".
+func table(w io.Writer, med map[key]float64) {
+	fmt.Fprintf(w, "| benchmark (median ns/op · B/op · allocs/op) | %s |\n", strings.Join(libs, " | "))
+	fmt.Fprintf(w, "| --- |%s\n", strings.Repeat(" ---: |", len(libs)))
+	for _, b := range benches {
+		fmt.Fprintf(w, "| %s |", b)
+		for _, l := range libs {
+			ns, ok := med[key{b, l, "ns/op"}]
+			if !ok {
+				fmt.Fprint(w, " – |")
+				continue
+			}
+			fmt.Fprintf(w, " %s · %.0f B · %.0f |", human(ns), med[key{b, l, "B/op"}], med[key{b, l, "allocs/op"}])
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+}
+
+// human prints nanoseconds as ns or µs with three significant digits.
+func human(ns float64) string {
+	if ns >= 10000 {
+		return fmt.Sprintf("%.1f µs", ns/1000)
+	}
+	return fmt.Sprintf("%.0f ns", ns)
 }
