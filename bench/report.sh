@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Produces the tables of README.md. The benchmarks run COUNT times (default
-# 15) as whole passes of BENCHTIME each (default 1s), so that every library meets the same machine load;
-# benchstat gives the medians, cmd/targets checks rtx's targets on them.
+# 15) as whole passes, BENCHTIME (default 1s) per benchmark, so that every
+# library meets the same machine load; benchstat gives the medians and
+# cmd/targets checks rtx's targets on them.
 # Outputs go to DIR (default a new temporary directory).
 #
 #   bash report.sh [DIR]
