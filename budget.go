@@ -1,7 +1,6 @@
 package rtx
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,11 +11,8 @@ import (
 const budgetBuckets = 10
 
 // budgets holds a Transport's retry budgets, one per policy and upstream.
-// Lookups take a read lock; counting is atomic.
-type budgets struct {
-	mu sync.RWMutex
-	m  map[budgetKey]*budget
-}
+// Lookups take no lock; counting is atomic.
+type budgets struct{ m cowMap[budgetKey, *budget] }
 
 type budgetKey struct{ policy, upstream string }
 
@@ -46,23 +42,14 @@ func budgetEnabled(p *policy.Policy) bool {
 // policy's window changed (ratio and floor are read at each decision).
 func (bs *budgets) get(p *policy.Policy, upstream string) *budget {
 	k := budgetKey{p.Name, upstream}
-	bs.mu.RLock()
-	b := bs.m[k]
-	bs.mu.RUnlock()
-	if b != nil && b.window == p.BudgetWindow {
+	if b, ok := bs.m.load(k); ok && b.window == p.BudgetWindow {
 		return b
 	}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	if b = bs.m[k]; b != nil && b.window == p.BudgetWindow {
-		return b
-	}
-	if bs.m == nil {
-		bs.m = map[budgetKey]*budget{}
-	}
-	b = &budget{window: p.BudgetWindow, slice: max(p.BudgetWindow/budgetBuckets, time.Millisecond)}
-	bs.m[k] = b
-	return b
+	return bs.m.loadOrStore(k,
+		func(b *budget) bool { return b.window == p.BudgetWindow },
+		func() *budget {
+			return &budget{window: p.BudgetWindow, slice: max(p.BudgetWindow/budgetBuckets, time.Millisecond)}
+		})
 }
 
 // current returns the bucket for now, cleared if it held an older slice.

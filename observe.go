@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -82,8 +81,7 @@ type observer struct {
 	attempts, failures, aborts, exhausted metric.Int64Counter
 	delays, duration                      metric.Float64Histogram
 
-	mu    sync.RWMutex
-	attrs map[attrKey]attrOpts // cached so that recording does not allocate
+	attrs cowMap[attrKey, attrOpts] // cached so that recording does not allocate
 }
 
 type attrOpts struct {
@@ -123,28 +121,20 @@ func newObserver(c *config) *observer {
 // opts returns the cached attribute options for a policy, method and class.
 func (o *observer) opts(pol *policy.Policy, method, class string) attrOpts {
 	k := attrKey{pol.Name, method, class}
-	o.mu.RLock()
-	opts, ok := o.attrs[k]
-	o.mu.RUnlock()
-	if ok {
+	if opts, ok := o.attrs.load(k); ok {
 		return opts
 	}
-	kv := []attribute.KeyValue{attribute.String("operation", o.operation), attribute.String("policy", policyName(pol))}
-	if method != "" {
-		kv = append(kv, attribute.String("http.request.method", method))
-	}
-	if class != "" {
-		kv = append(kv, attribute.String("class", class))
-	}
-	set := metric.WithAttributeSet(attribute.NewSet(kv...))
-	opts = attrOpts{rec: []metric.RecordOption{set}, add: []metric.AddOption{set}}
-	o.mu.Lock()
-	if o.attrs == nil {
-		o.attrs = map[attrKey]attrOpts{}
-	}
-	o.attrs[k] = opts
-	o.mu.Unlock()
-	return opts
+	return o.attrs.loadOrStore(k, func(attrOpts) bool { return true }, func() attrOpts {
+		kv := []attribute.KeyValue{attribute.String("operation", o.operation), attribute.String("policy", policyName(pol))}
+		if method != "" {
+			kv = append(kv, attribute.String("http.request.method", method))
+		}
+		if class != "" {
+			kv = append(kv, attribute.String("class", class))
+		}
+		set := metric.WithAttributeSet(attribute.NewSet(kv...))
+		return attrOpts{rec: []metric.RecordOption{set}, add: []metric.AddOption{set}}
+	})
 }
 
 // attemptSpan is one attempt's span, or the zero value when untraced.
@@ -156,8 +146,8 @@ type attemptSpan struct {
 // startAttempt opens an attempt's span and returns the request to send,
 // carrying the span's context and headers. Untraced requests come back
 // unchanged.
-func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt int) (*http.Request, attemptSpan) {
-	a := attemptSpan{start: time.Now()}
+func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt int, now time.Time) (*http.Request, attemptSpan) {
+	a := attemptSpan{start: now}
 	ctx := req.Context()
 	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
 		return req, a
@@ -177,7 +167,7 @@ func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt i
 	if attempt > 1 {
 		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
 	}
-	ctx, a.span = o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	ctx, a.span = o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(now))
 	r2 := req.WithContext(ctx)
 	r2.Header = req.Header.Clone()
 	if r2.Header == nil {

@@ -117,14 +117,18 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		t.obs.refused(ctx, pol)
 		return nil, err
 	}
+	now := time.Now() // one clock read serves the budget and the first attempt
 	var bud *budget
 	if budgetEnabled(pol) {
 		bud = t.budgets.get(pol, req.URL.Host)
-		bud.first(time.Now())
+		bud.first(now)
 	}
 	areq := first
 	for attempt := 1; ; attempt++ {
-		sent, span := t.obs.startAttempt(areq, pol, attempt)
+		if attempt > 1 {
+			now = time.Now()
+		}
+		sent, span := t.obs.startAttempt(areq, pol, attempt, now)
 		resp, err := t.send(sent, pol.Timeout)
 		out := last{resp: resp, err: err, attempt: attempt, span: span}
 		if ctx.Err() != nil { // the caller's cancellation is never retried
