@@ -29,10 +29,18 @@ type bodyPools struct {
 //
 // Every attempt gets its own reader; starting a new attempt detaches the
 // readers of earlier ones, whose later reads fail, since net/http may still
-// be reading a request body after RoundTrip has returned. The chunks go back
-// to the pool once every reader is closed and the RoundTrip is done.
+// be reading a request body after RoundTrip has returned.
+//
+// The source is read without holding mu, so that a slow body (a pipe fed by
+// the caller) never blocks Close, the next attempt or the end of RoundTrip;
+// one read at a time, into the tail of the capture, which nobody else
+// touches. Closing the reader whose read is in flight closes the source, as
+// net/http expects Close to unblock a Read. The chunks go back to the pool
+// once every reader is closed, no read is in flight and the RoundTrip is
+// done.
 type replay struct {
 	mu       sync.Mutex
+	cond     sync.Cond // on mu: a source read ended, or a reader closed
 	pools    *bodyPools
 	src      io.ReadCloser
 	chunks   []*chunk
@@ -40,20 +48,22 @@ type replay struct {
 	max      int64 // capture cap
 	eof      bool  // src is exhausted: chunks hold the whole body
 	err      error // src failed: nothing can be sent again
-	overflow bool  // the body is larger than max: it streams once
-	refs     int   // open readers, plus one for the RoundTrip
+	overflow bool  // bytes past max were sent: the body streams once
+	refs     int   // open readers, an in-flight read, and one for the RoundTrip
 	gen      uint64
-	srcDone  bool // src has been closed
+	reading  *replayReader // whose source read is in flight, if any
+	srcDone  bool          // src has been (or is being) closed
 }
 
 func (p *bodyPools) newReplay(src io.ReadCloser, max int64) *replay {
 	r, _ := p.replays.Get().(*replay)
 	if r == nil {
 		r = &replay{}
+		r.cond.L = &r.mu
 	}
 	r.mu.Lock()
 	r.pools, r.src, r.max, r.refs = p, src, max, 1
-	r.n, r.eof, r.err, r.overflow, r.srcDone = 0, false, nil, false, false
+	r.n, r.eof, r.err, r.overflow, r.srcDone, r.reading = 0, false, nil, false, false, nil
 	r.mu.Unlock()
 	return r
 }
@@ -65,6 +75,7 @@ func (r *replay) reader() *replayReader {
 	defer r.mu.Unlock()
 	r.gen++
 	r.refs++
+	r.cond.Broadcast() // readers waiting on a read in flight are detached now
 	return &replayReader{r: r, gen: r.gen}
 }
 
@@ -79,19 +90,25 @@ func (r *replay) replayable() bool {
 // failed it is closed now; otherwise the last reader to close closes it.
 func (r *replay) done() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.eof || r.err != nil {
-		r.closeSource()
+	var src io.Closer
+	if (r.eof || r.err != nil) && r.reading == nil {
+		src = r.takeSource()
 	}
-	r.unref()
+	if s := r.unref(); s != nil {
+		src = s
+	}
+	r.mu.Unlock()
+	closeSource(src)
 }
 
-// unref must be called with r.mu held.
-func (r *replay) unref() {
+// unref drops a reference; at zero it returns the chunks to the pool, the
+// replay to its pool, and the source for the caller to close once mu is
+// released. Must be called with r.mu held.
+func (r *replay) unref() io.Closer {
 	if r.refs--; r.refs > 0 {
-		return
+		return nil
 	}
-	r.closeSource()
+	src := r.takeSource()
 	for i, c := range r.chunks {
 		r.pools.chunks.Put(c)
 		r.chunks[i] = nil
@@ -100,12 +117,22 @@ func (r *replay) unref() {
 	pools := r.pools
 	r.pools = nil
 	pools.replays.Put(r) // gen keeps counting: stale readers stay detached
+	return src
 }
 
-func (r *replay) closeSource() {
-	if !r.srcDone {
-		r.srcDone = true
-		r.src.Close()
+// takeSource returns the source if nobody has closed it yet. Must be called
+// with r.mu held.
+func (r *replay) takeSource() io.Closer {
+	if r.srcDone {
+		return nil
+	}
+	r.srcDone = true
+	return r.src
+}
+
+func closeSource(c io.Closer) {
+	if c != nil {
+		c.Close()
 	}
 }
 
@@ -120,25 +147,22 @@ func (rr *replayReader) Read(p []byte) (int, error) {
 	r := rr.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch {
-	case rr.closed:
-		return 0, errBodyClosed
-	case rr.gen != r.gen:
-		return 0, errBodyDetached
-	case len(p) == 0:
-		return 0, nil
-	}
-	if rr.off < r.n { // replay what was captured
-		n := 0
-		for n < len(p) && rr.off < r.n {
-			c := r.chunks[rr.off/chunkSize]
-			start := rr.off % chunkSize
-			end := min(int64(chunkSize), start+(r.n-rr.off))
-			m := copy(p[n:], c[start:end])
-			n += m
-			rr.off += int64(m)
+	for {
+		switch {
+		case rr.closed:
+			return 0, errBodyClosed
+		case rr.gen != r.gen:
+			return 0, errBodyDetached
+		case len(p) == 0:
+			return 0, nil
+		case rr.off < r.n: // replay what was captured
+			return rr.copyOut(p), nil
+		case r.reading == nil:
+		default: // an earlier attempt's read is in flight: its bytes are ours
+			r.cond.Wait()
+			continue
 		}
-		return n, nil
+		break
 	}
 	if r.overflow {
 		if rr.off == r.n {
@@ -146,17 +170,19 @@ func (rr *replayReader) Read(p []byte) (int, error) {
 			// other would end at the captured prefix: a truncated body.
 			return 0, errBodyNotReplayed
 		}
-		return r.stream(rr, p)
+		return rr.readSource(p, nil)
 	}
 	switch {
 	case r.eof:
 		return 0, io.EOF
 	case r.err != nil:
 		return 0, r.err
+	case r.srcDone:
+		return 0, errBodyClosed
 	case r.n >= r.max:
-		// The cap is reached: the body is too large to replay unless the
+		// The cap is reached: the body cannot be replayed unless the
 		// source ends exactly here.
-		return r.stream(rr, p)
+		return rr.readSource(p, nil)
 	}
 	// Capture straight into the tail chunk, then copy out.
 	idx := int(r.n / chunkSize)
@@ -169,35 +195,41 @@ func (rr *replayReader) Read(p []byte) (int, error) {
 	}
 	start := r.n % chunkSize
 	room := min(int64(chunkSize)-start, r.max-r.n, int64(len(p)))
-	buf := r.chunks[idx][start : start+room]
-	n, err := r.src.Read(buf)
-	copy(p, buf[:n])
-	r.n += int64(n)
-	rr.off += int64(n)
-	return n, r.noteErr(err)
+	return rr.readSource(r.chunks[idx][start:start+room], p)
 }
 
-// stream reads the source past the cap, without capturing: from the first
-// byte read, the body can no longer be replayed. Must be called with r.mu
+// copyOut copies captured bytes from rr's offset. Must be called with r.mu
 // held.
-func (r *replay) stream(rr *replayReader, p []byte) (int, error) {
-	switch {
-	case r.eof:
-		return 0, io.EOF
-	case r.err != nil:
-		return 0, r.err
-	case r.srcDone:
+func (rr *replayReader) copyOut(p []byte) int {
+	r := rr.r
+	n := 0
+	for n < len(p) && rr.off < r.n {
+		c := r.chunks[rr.off/chunkSize]
+		start := rr.off % chunkSize
+		end := min(int64(chunkSize), start+(r.n-rr.off))
+		m := copy(p[n:], c[start:end])
+		n += m
+		rr.off += int64(m)
+	}
+	return n
+}
+
+// readSource reads the source into buf without holding r.mu. With a dst,
+// buf is the tail of the capture, and the bytes read are published and
+// copied to dst; without one, buf is the caller's own, past the cap. Must be
+// called with r.mu held; returns with it held.
+func (rr *replayReader) readSource(buf, dst []byte) (int, error) {
+	r := rr.r
+	if r.srcDone {
 		return 0, errBodyClosed
 	}
-	n, err := r.src.Read(p)
-	if n > 0 {
-		r.overflow = true
-	}
-	rr.off += int64(n)
-	return n, r.noteErr(err)
-}
-
-func (r *replay) noteErr(err error) error {
+	capture := dst != nil
+	r.reading = rr
+	r.refs++ // the chunks must outlive this read
+	r.mu.Unlock()
+	n, err := r.src.Read(buf)
+	r.mu.Lock()
+	r.reading = nil
 	switch {
 	case err == nil:
 	case err == io.EOF:
@@ -205,17 +237,53 @@ func (r *replay) noteErr(err error) error {
 	default:
 		r.err = err
 	}
-	return err
+	if capture {
+		r.n += int64(n)
+	} else if n > 0 {
+		r.overflow = true
+	}
+	r.cond.Broadcast()
+	switch {
+	case capture && rr.closed:
+		if err == nil || err == io.EOF {
+			err = errBodyClosed
+		}
+		n = 0
+	case capture && rr.gen != r.gen:
+		// The bytes stay captured for the attempt that replaced this one.
+		n, err = 0, errBodyDetached
+	case capture:
+		copy(dst, buf[:n])
+		rr.off += int64(n)
+	default:
+		rr.off += int64(n) // past the cap: rr.off runs ahead of r.n
+	}
+	if src := r.unref(); src != nil {
+		r.mu.Unlock()
+		closeSource(src)
+		r.mu.Lock()
+	}
+	return n, err
 }
 
 func (rr *replayReader) Close() error {
 	r := rr.r
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if rr.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	rr.closed = true
-	r.unref()
+	var src io.Closer
+	if r.reading == rr {
+		// Close must unblock a Read stuck in the source.
+		src = r.takeSource()
+	}
+	r.cond.Broadcast()
+	if s := r.unref(); s != nil {
+		src = s
+	}
+	r.mu.Unlock()
+	closeSource(src)
 	return nil
 }
