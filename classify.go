@@ -27,6 +27,9 @@ import (
 // Classify does not read or close the response body. It is safe for
 // concurrent use.
 func Classify(classes *policy.Classes, resp *http.Response, err error) string {
+	if err != nil && (errors.Is(err, context.Canceled) || isCertificateError(err)) {
+		return "" // never retried, whatever a user class says
+	}
 	if classes != nil {
 		for _, c := range classes.User() {
 			if c.Match(resp, err) {
@@ -75,10 +78,30 @@ func classifyError(err error) string {
 	if isTimeout(err) {
 		return policy.HTTPTimeoutError
 	}
-	if isConnectionError(err) {
+	if isConnectionError(err) || refusedStream(err) {
 		return policy.ConnectionError
 	}
 	return ""
+}
+
+// h2StreamError has the shape of net/http's bundled HTTP/2 stream error (and
+// of golang.org/x/net/http2.StreamError), which converts itself through
+// errors.As to any struct of that shape.
+type h2StreamError struct {
+	StreamID uint32
+	Code     uint32
+	Cause    error
+}
+
+func (e h2StreamError) Error() string { return "http2 stream error" }
+
+const h2RefusedStream = 0x7
+
+// refusedStream reports an HTTP/2 REFUSED_STREAM: the server did not
+// process the request at all.
+func refusedStream(err error) bool {
+	var se h2StreamError
+	return errors.As(err, &se) && se.Code == h2RefusedStream
 }
 
 // isTimeout reports whether any error in err's tree says it is a timeout.
@@ -133,12 +156,12 @@ func isCertificateError(err error) bool {
 }
 
 // neverSent reports whether err proves the request never reached the
-// server, which makes even a POST safe to resend: the dial failed or the
-// name did not resolve.
+// server, which makes even a POST safe to resend: the dial failed, the name
+// did not resolve, or an HTTP/2 server refused the stream.
 func neverSent(err error) bool {
 	var op *net.OpError
 	var dns *net.DNSError
-	return errors.As(err, &dns) || (errors.As(err, &op) && op.Op == "dial")
+	return errors.As(err, &dns) || (errors.As(err, &op) && op.Op == "dial") || refusedStream(err)
 }
 
 // idempotent reports whether a request may be resent after it reached the

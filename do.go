@@ -33,8 +33,11 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 	t := &Transport{factory: f, name: name, cfg: cfg, circuits: cfg.circuits}
 	t.obs = newObserver(&cfg)
 	var out last
+	var report func(breaker.Outcome)
+	defer reportOutcome(&report, breaker.Excluded) // fn may panic
 	for attempt := 1; ; attempt++ {
-		report, aerr := t.admit(nil, snap, pol)
+		var aerr error
+		report, aerr = t.admit(nil, snap, pol)
 		if aerr != nil {
 			if attempt == 1 {
 				t.obs.refused(ctx, pol)
@@ -45,11 +48,11 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 		}
 		err := call(ctx, pol.Timeout, fn)
 		if ctx.Err() != nil {
-			reportOutcome(report, breaker.Excluded)
+			reportOutcome(&report, breaker.Excluded)
 			return err
 		}
 		out = last{err: err, class: Classify(snap.Classes(), nil, err), attempt: attempt}
-		reportOutcome(report, outcome(out))
+		reportOutcome(&report, outcome(out))
 		if err == nil {
 			return nil
 		}

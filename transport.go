@@ -74,6 +74,10 @@ func (t *Transport) CloseIdleConnections() {
 // modifies req, always closes its body, and returns a response or an error.
 // See the package documentation for what is retried and what is returned.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("rtx: nil Request.URL")
+	}
 	name := t.name
 	if n, ok := PolicyFrom(req.Context()); ok {
 		name = n
@@ -117,6 +121,9 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		t.obs.refused(ctx, pol)
 		return nil, err
 	}
+	// A panic (in the base, a user class) must not leave the circuit
+	// waiting for an outcome: a half-open circuit would stay stuck.
+	defer reportOutcome(&report, breaker.Excluded)
 	now := time.Now() // one clock read serves the budget and the first attempt
 	var bud *budget
 	if budgetEnabled(pol) {
@@ -132,13 +139,13 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		resp, err := t.send(sent, pol.Timeout)
 		out := last{resp: resp, err: err, attempt: attempt, span: span}
 		if ctx.Err() != nil { // the caller's cancellation is never retried
-			reportOutcome(report, breaker.Excluded)
+			reportOutcome(&report, breaker.Excluded)
 			t.obs.attemptDone(sent, pol, out)
 			out.span.end()
 			return resp, err
 		}
 		out.class = Classify(snap.Classes(), resp, err)
-		reportOutcome(report, outcome(out))
+		reportOutcome(&report, outcome(out))
 		t.obs.attemptDone(sent, pol, out)
 		if !pol.Retries(out.class) {
 			out.span.end()
@@ -163,9 +170,6 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 		if t.circuitOpen(first, snap, pol) {
 			return t.giveUp(ctx, req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
 		}
-		if bud != nil && !bud.withdraw(pol, time.Now()) {
-			return t.giveUp(ctx, req, pol, out, ReasonBudget, ErrBudgetExhausted)
-		}
 		var next io.ReadCloser
 		if hasBody {
 			switch {
@@ -179,6 +183,10 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 			default:
 				return t.giveUp(ctx, req, pol, out, ReasonBody, errBodyNotReplayed)
 			}
+		}
+		if bud != nil && !bud.withdraw(pol, time.Now()) {
+			closeReader(next)
+			return t.giveUp(ctx, req, pol, out, ReasonBudget, ErrBudgetExhausted)
 		}
 		t.obs.retry(ctx, req, pol, out, delay)
 		out.span.end()
@@ -216,7 +224,7 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 // (nil when circuits are off), or an error matching ErrCircuitOpen.
 func (t *Transport) admit(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (func(breaker.Outcome), error) {
 	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
-		return nil, ErrCircuitOpen
+		return nil, &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}
 	}
 	b := snap.Breaker()
 	if !b.Enabled || t.circuits == nil {
@@ -256,9 +264,11 @@ func outcome(out last) breaker.Outcome {
 	return breaker.Success
 }
 
-func reportOutcome(report func(breaker.Outcome), o breaker.Outcome) {
-	if report != nil {
-		report(o)
+// reportOutcome reports o to the circuit once: later calls do nothing.
+func reportOutcome(report *func(breaker.Outcome), o breaker.Outcome) {
+	if r := *report; r != nil {
+		*report = nil
+		r(o)
 	}
 }
 
@@ -311,6 +321,8 @@ func checked(resp *http.Response, err error) (*http.Response, error) {
 		return nil, err
 	case err == nil && resp == nil:
 		return nil, errors.New("rtx: base transport returned neither a response nor an error")
+	case err == nil && resp.Body == nil:
+		resp.Body = http.NoBody // as http.Client does
 	}
 	return resp, err
 }
@@ -376,6 +388,9 @@ func withBody(r *http.Request, body io.ReadCloser) *http.Request {
 func withIdempotencyKey(r *http.Request) *http.Request {
 	r2 := r.Clone(r.Context())
 	r2.Body = r.Body // Clone shares it; say so
+	if r2.Header == nil {
+		r2.Header = http.Header{}
+	}
 	r2.Header.Set("Idempotency-Key", rand.Text())
 	return r2
 }
