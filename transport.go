@@ -46,6 +46,9 @@ var _ http.RoundTripper = (*Transport)(nil)
 // live updates may add or remove policies: requests under an unknown name
 // fail before any I/O. A nil factory serves the built-in default policy.
 func New(f *policy.Factory, name string, opts ...Option) *Transport {
+	if f == nil {
+		f = policy.NewFactory(nil)
+	}
 	t := &Transport{factory: f, name: name, cfg: newConfig(opts)}
 	t.circuits = t.cfg.circuits
 	if t.circuits == nil {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/sony/gobreaker/v2"
@@ -36,7 +37,7 @@ func ByHost(t Target) string {
 		return t.Operation
 	}
 	u := t.Request.URL
-	host, port := u.Hostname(), u.Port()
+	host, port := strings.ToLower(u.Hostname()), u.Port()
 	if port == "" {
 		switch u.Scheme {
 		case "https":

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net"
 	"maps"
 	"slices"
 	"strings"
@@ -67,6 +68,10 @@ func (s *Snapshot) Policy(name string) (*Policy, error) {
 	}
 	if name == "default" {
 		return s.eff[""], nil
+	}
+	// Settings keys are lowercased when read: FastRetry is fastretry.
+	if p, ok := s.eff[strings.ToLower(name)]; ok {
+		return p, nil
 	}
 	return nil, fmt.Errorf("rtx/policy: unknown retry policy %q (known: %s)", name, strings.Join(s.Names(), ", "))
 }
@@ -154,15 +159,29 @@ type Breaker struct {
 
 // Circuit is the setting of one circuit.
 type Circuit struct {
-	FailMax      uint32
-	ResetTimeout time.Duration
+	FailMax      uint32        // consecutive classified failures that open it
+	ResetTimeout time.Duration // how long it stays open before a probe
 }
 
-// Circuit returns the setting for the circuit called name: its own entry if
-// there is one, else the defaults.
+// Circuit returns the setting for the circuit called name: its own entry
+// if there is one (names compare case-insensitively, as settings keys are
+// lowercased), else for a host:port name the entry of its host (an entry
+// named "api.example.com" covers every port of that host), else the
+// defaults.
 func (b Breaker) Circuit(name string) Circuit {
-	if c, ok := b.Circuits[name]; ok {
-		return c
+	if len(b.Circuits) > 0 {
+		if c, ok := b.Circuits[name]; ok {
+			return c
+		}
+		name = strings.ToLower(name)
+		if c, ok := b.Circuits[name]; ok {
+			return c
+		}
+		if host, _, err := net.SplitHostPort(name); err == nil {
+			if c, ok := b.Circuits[host]; ok {
+				return c
+			}
+		}
 	}
 	return Circuit{FailMax: b.FailMax, ResetTimeout: b.ResetTimeout}
 }
@@ -178,23 +197,29 @@ type Factory struct {
 	load loadConfig // how Parse decodes documents; fixed at LoadFile
 }
 
-// NewFactory returns a factory serving s (nil: [Builtin]).
+// NewFactory returns a factory serving s (nil: [Builtin]). Documents
+// given to [Factory.Update] later are validated against s's classes.
 func NewFactory(s *Snapshot) *Factory {
 	f := &Factory{}
-	if s != nil {
-		f.snap.Store(s)
+	if s == nil {
+		s = Builtin()
 	}
+	f.snap.Store(s)
+	f.load.classes = s.classes.User()
 	return f
 }
 
-// Snapshot returns the snapshot in force. A nil factory serves [Builtin].
+// Snapshot returns the snapshot in force. A nil factory serves a new
+// [Builtin] on each call; a zero one stores [Builtin] on first use.
 func (f *Factory) Snapshot() *Snapshot {
-	if f != nil {
-		if s := f.snap.Load(); s != nil {
-			return s
-		}
+	if f == nil {
+		return Builtin()
 	}
-	return Builtin()
+	if s := f.snap.Load(); s != nil {
+		return s
+	}
+	f.snap.CompareAndSwap(nil, Builtin())
+	return f.snap.Load()
 }
 
 // Policy returns the named policy of the snapshot in force; see

@@ -337,3 +337,39 @@ func TestFactoryUpdate(t *testing.T) {
 		t.Errorf("zero factory: %+v, %v", p, err)
 	}
 }
+
+func TestNamesAreCaseInsensitiveAndHostsCoverPorts(t *testing.T) {
+	f := load(t, `
+[default.resilience.retry.policies.FastRetry]
+attempts = 2
+[default.resilience.circuit_breaker.circuits."API.example.com"]
+fail_max = 1
+[default.resilience.circuit_breaker.circuits."api.example.com:8443"]
+fail_max = 7
+`)
+	if p, err := f.Policy("FastRetry"); err != nil || p.Attempts != 2 {
+		t.Errorf("FastRetry: %+v, %v", p, err)
+	}
+	b := f.Snapshot().Breaker()
+	for name, want := range map[string]uint32{"api.example.com:443": 1, "API.EXAMPLE.COM:80": 1, "api.example.com:8443": 7, "other:443": 5} {
+		if got := b.Circuit(name).FailMax; got != want {
+			t.Errorf("Circuit(%q).FailMax = %d, want %d", name, got, want)
+		}
+	}
+}
+
+func TestZeroAndNewFactory(t *testing.T) {
+	var zero Factory
+	if zero.Snapshot() != zero.Snapshot() {
+		t.Error("a zero factory must keep the snapshot it made")
+	}
+	cls := Class{Name: "Mine", Parent: HTTPException, Match: func(*http.Response, error) bool { return false }}
+	src, err := LoadFile(write(t, "s.toml", "[default.resilience.retry.policies.a]\nexceptions = [\"Mine\"]\n"), WithEnviron(noEnv), WithClass(cls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFactory(src.Snapshot())
+	if _, err := f.Update([]byte("[default.resilience.retry.policies.b]\nexceptions = [\"Mine\"]\n"), "toml", "live"); err != nil {
+		t.Errorf("NewFactory must keep the snapshot's classes for updates: %v", err)
+	}
+}
