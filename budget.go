@@ -45,7 +45,7 @@ func (bs *budgets) get(p *policy.Policy, upstream string) *budget {
 	if b, ok := bs.m.load(k); ok && b.window == p.BudgetWindow {
 		return b
 	}
-	return bs.m.loadOrStore(k,
+	return bs.m.loadOrStore(k, maxBudgets,
 		func(b *budget) bool { return b.window == p.BudgetWindow },
 		func() *budget {
 			return &budget{window: p.BudgetWindow, slice: max(p.BudgetWindow/budgetBuckets, time.Millisecond)}

@@ -6,6 +6,12 @@ import (
 	"sync/atomic"
 )
 
+// Bounds of the request path's caches.
+const (
+	maxBudgets    = 1024 // policies x upstreams
+	maxAttributes = 1024 // policies x methods x classes
+)
+
 // cowMap is a small map read without locks: readers load an immutable map,
 // writers copy it. It suits the bounded, read-mostly caches of the request
 // path (budgets by policy and upstream, metric attributes by policy, method
@@ -25,18 +31,21 @@ func (c *cowMap[K, V]) load(k K) (V, bool) {
 }
 
 // loadOrStore returns the value for k. When there is none, or keep says
-// the present one cannot serve, it stores and returns create()'s.
-func (c *cowMap[K, V]) loadOrStore(k K, keep func(V) bool, create func() V) V {
+// the present one cannot serve, it stores and returns create()'s. A map
+// that has reached limit entries is dropped first: the caches hold what can
+// be made again, and a client that talks to ever more hosts must not grow
+// them (or the cost of copying them) without bound.
+func (c *cowMap[K, V]) loadOrStore(k K, limit int, keep func(V) bool, create func() V) V {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var next map[K]V
+	next := map[K]V{}
 	if old := c.m.Load(); old != nil {
 		if v, ok := (*old)[k]; ok && keep(v) {
 			return v
 		}
-		next = maps.Clone(*old)
-	} else {
-		next = map[K]V{}
+		if len(*old) < limit {
+			next = maps.Clone(*old)
+		}
 	}
 	v := create()
 	next[k] = v

@@ -124,7 +124,7 @@ func (o *observer) opts(pol *policy.Policy, method, class string) attrOpts {
 	if opts, ok := o.attrs.load(k); ok {
 		return opts
 	}
-	return o.attrs.loadOrStore(k, func(attrOpts) bool { return true }, func() attrOpts {
+	return o.attrs.loadOrStore(k, maxAttributes, func(attrOpts) bool { return true }, func() attrOpts {
 		kv := []attribute.KeyValue{attribute.String("operation", o.operation), attribute.String("policy", policyName(pol))}
 		if method != "" {
 			kv = append(kv, attribute.String("http.request.method", method))
@@ -152,7 +152,7 @@ func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt i
 	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
 		return req, a
 	}
-	m := method(req)
+	m := knownMethod(method(req))
 	attrs := []attribute.KeyValue{
 		attribute.String("http.request.method", m),
 		attribute.String("server.address", req.URL.Hostname()),
@@ -163,6 +163,10 @@ func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt i
 		if n, err := strconv.Atoi(p); err == nil {
 			attrs = append(attrs, attribute.Int("server.port", n))
 		}
+	}
+	if m == "_OTHER" {
+		attrs = append(attrs, attribute.String("http.request.method_original", method(req)))
+		m = "HTTP" // the span name for unknown methods
 	}
 	if attempt > 1 {
 		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
@@ -181,7 +185,7 @@ func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt i
 // open for the events of what the loop does next.
 func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out last) {
 	a := out.span
-	o.duration.Record(req.Context(), time.Since(a.start).Seconds(), o.opts(pol, method(req), out.class).rec...)
+	o.duration.Record(req.Context(), time.Since(a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
 	if a.span == nil {
 		return
 	}
@@ -313,6 +317,18 @@ func method(r *http.Request) string {
 		return http.MethodGet
 	}
 	return r.Method
+}
+
+// knownMethod returns m if it is one of the methods of RFC 9110 or PATCH,
+// else "_OTHER", as the HTTP semantic conventions ask: custom methods must
+// not make new series.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
 }
 
 // RedactURL renders u without userinfo and with every query value replaced

@@ -22,12 +22,11 @@ import (
 	"github.com/athomic-go/rtx/policy"
 )
 
-// Target is what a circuit key is computed from: the attempt's request (nil
-// for rtx.Do), the policy name and the operation name.
+// Target is what a circuit key is computed from.
 type Target struct {
-	Request   *http.Request
-	Policy    string
-	Operation string
+	Request   *http.Request // the attempt's request; nil for rtx.Do
+	Policy    string        // the policy's name ("default" for the default)
+	Operation string        // rtx.WithOperationName
 }
 
 // ByHost keys circuits by the request's host:port (the port from the
@@ -57,14 +56,15 @@ func ByOperation(t Target) string { return t.Operation }
 
 // StateChange reports a circuit moving from one state to another.
 type StateChange struct {
-	Circuit  string
-	From, To gobreaker.State
+	Circuit  string          // the circuit's name
+	From, To gobreaker.State // the states before and after
 }
 
 // Option configures a [Set].
 type Option func(*Set)
 
-// WithKey sets how attempts map to circuits; the default is [ByHost].
+// WithKey sets how attempts map to circuits; the default is [ByHost]. The
+// function must be safe for concurrent use.
 func WithKey(key func(Target) string) Option {
 	return func(s *Set) {
 		if key != nil {
@@ -74,9 +74,11 @@ func WithKey(key func(Target) string) Option {
 }
 
 // OnStateChange sets a function told of every state change. Unlike
-// gobreaker's own callback it runs outside the breaker's lock, on the
-// goroutine whose attempt caused the change, so it may call back into the
-// Set.
+// gobreaker's own callback it runs outside the breaker's lock, so it may
+// call back into the Set. Changes of one circuit are reported in order and
+// one at a time, usually on the goroutine whose attempt caused them, or
+// else on the next goroutine to use that circuit; changes of different
+// circuits may be reported concurrently.
 func OnStateChange(fn func(StateChange)) Option {
 	return func(s *Set) { s.onChange = fn }
 }
@@ -112,6 +114,7 @@ type circuit struct {
 
 	mu      sync.Mutex
 	pending []StateChange // recorded under gobreaker's lock, reported after it
+	deliver sync.Mutex    // held by the one goroutine reporting changes
 }
 
 var (
@@ -127,6 +130,9 @@ func (s *Set) get(name string, b policy.Breaker) *circuit {
 	c := s.circuits[name]
 	if c != nil && c.setting == want {
 		return c
+	}
+	if c == nil && len(s.circuits) >= maxCircuits {
+		s.evictClosed()
 	}
 	c = &circuit{setting: want}
 	c.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
@@ -145,15 +151,43 @@ func (s *Set) get(name string, b policy.Breaker) *circuit {
 	return c
 }
 
-// flush reports the state changes recorded since the last call.
+// maxCircuits bounds a set: past it, closed circuits are forgotten (a closed
+// circuit's only state is its count of recent failures).
+const maxCircuits = 4096
+
+// evictClosed drops the closed circuits. Must be called with s.mu held.
+func (s *Set) evictClosed() {
+	for name, c := range s.circuits {
+		if c.cb.State() == gobreaker.StateClosed {
+			delete(s.circuits, name)
+		}
+	}
+}
+
+// flush reports the state changes recorded so far, in order and one at a
+// time per circuit. A goroutine that finds another reporting leaves its
+// changes to that one, which looks again before it stops; so a callback
+// that calls back into the set does not deadlock.
 func (s *Set) flush(c *circuit) {
-	c.mu.Lock()
-	pending := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-	if s.onChange != nil {
-		for _, ch := range pending {
-			s.onChange(ch)
+	for {
+		if !c.deliver.TryLock() {
+			return
+		}
+		c.mu.Lock()
+		pending := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		if s.onChange != nil {
+			for _, ch := range pending {
+				s.onChange(ch)
+			}
+		}
+		c.deliver.Unlock()
+		c.mu.Lock()
+		more := len(c.pending) > 0
+		c.mu.Unlock()
+		if !more {
+			return
 		}
 	}
 }
