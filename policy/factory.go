@@ -2,8 +2,8 @@ package policy
 
 import (
 	"fmt"
-	"net"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
