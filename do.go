@@ -17,9 +17,11 @@ import (
 // timeout gives each call its own context, cancelled when the call returns.
 // Do returns nil on success, fn's error unchanged when it is of no listed
 // class or ctx has ended, and a [*RetryError] when the loop gives up. An
-// unknown policy name is returned before fn is called. The only options that
-// apply are the observability ones and [WithCircuitBreakerHook] (called with
-// a nil request).
+// unknown policy name is returned before fn is called. The options that
+// apply are the observability ones, [WithCircuitBreakerHook] (called with a
+// nil request) and [WithCircuits] (circuits keyed with a nil request: by
+// operation name under [breaker.ByHost]). Retry budgets belong to a
+// [Transport] and do not apply to Do.
 func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Context) error, opts ...Option) error {
 	snap := f.Snapshot()
 	pol, err := snap.Policy(name)

@@ -137,13 +137,13 @@ type RetryEvent struct {
 // FailEvent describes a retry loop giving up. Like [RetryEvent] it carries
 // no body, no header values and a redacted URL.
 type FailEvent struct {
-	Operation  string
-	Policy     string
+	Operation  string // WithOperationName
+	Policy     string // policy name ("default" for the default)
 	Attempts   int    // attempts made
 	Class      string // class of the last failure
 	Reason     string // why the loop stopped: one of the Reason constants
 	StatusCode int    // the last response's status, 0 when Err is set
 	Err        error  // the last error, nil when the loop ended on a response
-	Method     string
-	URL        string
+	Method     string // request method ("" for Do)
+	URL        string // redacted request URL ("" for Do)
 }
