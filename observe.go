@@ -234,16 +234,12 @@ func (o *observer) retry(ctx context.Context, req *http.Request, pol *policy.Pol
 	o.attempts.Add(ctx, 1, opts.add...)
 	o.delays.Record(ctx, delay.Seconds(), opts.rec...)
 	out.span.event("rtx.retry_scheduled", attribute.Float64("rtx.delay_seconds", delay.Seconds()), attribute.Int("rtx.attempt", out.attempt))
-	ev := RetryEvent{Operation: o.operation, Policy: policyName(pol), Attempt: out.attempt, Delay: delay, Class: out.class, Err: out.err}
-	if out.resp != nil {
-		ev.StatusCode = out.resp.StatusCode
-	}
-	if req != nil {
-		ev.Method, ev.URL = method(req), RedactURL(req.URL)
-	}
+	status, m, u := describe(req, out)
+	ev := RetryEvent{Operation: o.operation, Policy: policyName(pol), Attempt: out.attempt, Delay: delay,
+		Class: out.class, StatusCode: status, Err: out.err, Method: m, URL: u}
 	if o.logger != nil {
 		o.logger.LogAttrs(ctx, slog.LevelWarn, "rtx: retrying",
-			append(eventAttrs(ev.Operation, ev.Policy, ev.Method, ev.URL, ev.Class, ev.StatusCode, ev.Err),
+			append(o.logAttrs(pol, out, status, m, u),
 				slog.Int("attempt", ev.Attempt), slog.Float64("wait_seconds", delay.Seconds()))...)
 	}
 	if o.onRetry != nil {
@@ -281,16 +277,12 @@ func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Poli
 		o.exhausted.Add(ctx, 1, opts...)
 		out.span.event("rtx.budget_exhausted")
 	}
-	ev := FailEvent{Operation: o.operation, Policy: policyName(pol), Attempts: out.attempt, Class: out.class, Reason: reason, Err: out.err}
-	if out.resp != nil {
-		ev.StatusCode = out.resp.StatusCode
-	}
-	if req != nil {
-		ev.Method, ev.URL = method(req), RedactURL(req.URL)
-	}
+	status, m, u := describe(req, out)
+	ev := FailEvent{Operation: o.operation, Policy: policyName(pol), Attempts: out.attempt, Class: out.class,
+		Reason: reason, StatusCode: status, Err: out.err, Method: m, URL: u}
 	if o.logger != nil {
 		o.logger.LogAttrs(ctx, slog.LevelError, "rtx: giving up",
-			append(eventAttrs(ev.Operation, ev.Policy, ev.Method, ev.URL, ev.Class, ev.StatusCode, ev.Err),
+			append(o.logAttrs(pol, out, status, m, u),
 				slog.Int("attempts", ev.Attempts), slog.String("reason", reason))...)
 	}
 	if o.onFail != nil {
@@ -298,16 +290,29 @@ func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Poli
 	}
 }
 
-func eventAttrs(operation, pol, method, url, class string, status int, err error) []slog.Attr {
-	attrs := []slog.Attr{slog.String("operation", operation), slog.String("policy", pol), slog.String("class", class)}
+// describe returns what events and logs say of an attempt: its status, and
+// the request's method and redacted URL (empty for Do).
+func describe(req *http.Request, out last) (status int, m, u string) {
+	if out.resp != nil {
+		status = out.resp.StatusCode
+	}
+	if req != nil {
+		m, u = method(req), RedactURL(req.URL)
+	}
+	return status, m, u
+}
+
+// logAttrs returns the log fields common to retries and give-ups.
+func (o *observer) logAttrs(pol *policy.Policy, out last, status int, method, url string) []slog.Attr {
+	attrs := []slog.Attr{slog.String("operation", o.operation), slog.String("policy", policyName(pol)), slog.String("class", out.class)}
 	if method != "" {
 		attrs = append(attrs, slog.String("method", method), slog.String("url", url))
 	}
 	if status != 0 {
 		attrs = append(attrs, slog.Int("status", status))
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", redactError(err)))
+	if out.err != nil {
+		attrs = append(attrs, slog.String("error", redactError(out.err)))
 	}
 	return attrs
 }
