@@ -21,6 +21,7 @@ type CircuitOpenError struct {
 	Err     error  // the breaker's error
 }
 
+// Error names the circuit and the breaker's error.
 func (e *CircuitOpenError) Error() string {
 	return fmt.Sprintf("rtx: circuit %q refused the request: %v", e.Circuit, e.Err)
 }

@@ -90,10 +90,12 @@ type InvalidError struct {
 	Err     error  // the parse or validation error (it names the source, policy and field)
 }
 
+// Error names the source and what is wrong with the document.
 func (e *InvalidError) Error() string {
 	return "liveconfig: update rejected, settings in force kept: " + e.Err.Error()
 }
 
+// Unwrap returns Err.
 func (e *InvalidError) Unwrap() error { return e.Err }
 
 // Watcher applies a [Source]'s documents to a factory until it is closed.
