@@ -61,17 +61,9 @@ func Do(ctx context.Context, f *policy.Factory, name string, fn func(context.Con
 		if !pol.Retries(out.class) {
 			return err
 		}
-		if attempt >= pol.Attempts {
-			_, err = t.giveUp(ctx, nil, pol, out, ReasonAttempts, nil)
-			return err
-		}
-		delay := pol.Delay(attempt, cfg.random())
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			_, err = t.giveUp(ctx, nil, pol, out, ReasonDeadline, context.DeadlineExceeded)
-			return err
-		}
-		if t.circuitOpen(nil, snap, pol) {
-			_, err = t.giveUp(ctx, nil, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+		delay, reason, stop := t.schedule(ctx, nil, snap, pol, out)
+		if reason != "" {
+			_, err = t.giveUp(ctx, nil, pol, out, reason, stop)
 			return err
 		}
 		t.obs.retry(ctx, nil, pol, out, delay)

@@ -154,24 +154,9 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 			out.span.end()
 			return resp, err
 		}
-		if attempt >= pol.Attempts {
-			return t.giveUp(ctx, req, pol, out, ReasonAttempts, nil)
-		}
-		if !pol.RetryNonIdempotent && !idempotent(first) && !(err != nil && neverSent(err)) {
-			return t.giveUp(ctx, req, pol, out, ReasonNotIdempotent, nil)
-		}
-		delay := pol.Delay(attempt, t.cfg.random())
-		if hint, ok := retryAfter(resp, time.Now()); ok {
-			if hint > pol.WaitMax {
-				return t.giveUp(ctx, req, pol, out, ReasonRetryAfter, nil)
-			}
-			delay = max(delay, hint)
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			return t.giveUp(ctx, req, pol, out, ReasonDeadline, context.DeadlineExceeded)
-		}
-		if t.circuitOpen(first, snap, pol) {
-			return t.giveUp(ctx, req, pol, out, ReasonCircuitOpen, ErrCircuitOpen)
+		delay, reason, stop := t.schedule(ctx, first, snap, pol, out)
+		if reason != "" {
+			return t.giveUp(ctx, req, pol, out, reason, stop)
 		}
 		var next io.ReadCloser
 		if hasBody {
@@ -220,6 +205,32 @@ func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *pol
 			return t.giveUp(ctx, req, pol, out, ReasonCircuitOpen, err)
 		}
 	}
+}
+
+// schedule decides what follows a failed attempt of a class the policy
+// lists: the delay before the next attempt, or the reason the loop stops
+// and the error that stopped it, if any. req is nil for Do.
+func (t *Transport) schedule(ctx context.Context, req *http.Request, snap *policy.Snapshot, pol *policy.Policy, out last) (delay time.Duration, reason string, stop error) {
+	switch {
+	case out.attempt >= pol.Attempts:
+		return 0, ReasonAttempts, nil
+	case req != nil && !pol.RetryNonIdempotent && !idempotent(req) && !(out.err != nil && neverSent(out.err)):
+		return 0, ReasonNotIdempotent, nil
+	}
+	delay = pol.Delay(out.attempt, t.cfg.random())
+	if hint, ok := retryAfter(out.resp, time.Now()); ok {
+		if hint > pol.WaitMax {
+			return 0, ReasonRetryAfter, nil
+		}
+		delay = max(delay, hint)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+		return 0, ReasonDeadline, context.DeadlineExceeded
+	}
+	if t.circuitOpen(req, snap, pol) {
+		return 0, ReasonCircuitOpen, ErrCircuitOpen
+	}
+	return delay, "", nil
 }
 
 // admit consults the circuit breaker hook and the attempt's circuit. It
