@@ -35,7 +35,6 @@ type config struct {
 	operation   string
 	onRetry     func(RetryEvent)
 	onFail      func(FailEvent)
-	random      func() float64
 	logger      *slog.Logger
 	tp          trace.TracerProvider
 	mp          metric.MeterProvider
@@ -48,9 +47,6 @@ func newConfig(opts []Option) config {
 		if o != nil {
 			o.apply(&c)
 		}
-	}
-	if c.random == nil {
-		c.random = randFloat
 	}
 	return c
 }
@@ -113,11 +109,6 @@ func OnRetry(fn func(RetryEvent)) Option {
 // propagate as with [OnRetry].
 func OnFail(fn func(FailEvent)) Option {
 	return optionFunc(func(c *config) { c.onFail = fn })
-}
-
-// withRandom replaces the jitter's uniform source (tests).
-func withRandom(r func() float64) Option {
-	return optionFunc(func(c *config) { c.random = r })
 }
 
 // RetryEvent describes a retry about to be scheduled. It carries no request

@@ -217,7 +217,7 @@ func (t *Transport) schedule(ctx context.Context, req *http.Request, snap *polic
 	case req != nil && !pol.RetryNonIdempotent && !idempotent(req) && !(out.err != nil && neverSent(out.err)):
 		return 0, ReasonNotIdempotent, nil
 	}
-	delay = pol.Delay(out.attempt, t.cfg.random())
+	delay = pol.Delay(out.attempt, mrand.Float64())
 	if hint, ok := retryAfter(out.resp, time.Now()); ok {
 		if hint > pol.WaitMax {
 			return 0, ReasonRetryAfter, nil
@@ -446,5 +446,3 @@ func policyName(p *policy.Policy) string {
 	}
 	return p.Name
 }
-
-func randFloat() float64 { return mrand.Float64() }
