@@ -240,11 +240,10 @@ func (t *Transport) admit(req *http.Request, snap *policy.Snapshot, pol *policy.
 	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
 		return nil, &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}
 	}
-	b := snap.Breaker()
-	if !b.Enabled || t.circuits == nil {
+	name, b, ok := t.circuit(req, snap, pol)
+	if !ok {
 		return nil, nil
 	}
-	name := t.circuits.Key(breaker.Target{Request: req, Policy: policyName(pol), Operation: t.cfg.operation})
 	report, err := t.circuits.Allow(name, b)
 	if err != nil {
 		return nil, &CircuitOpenError{Circuit: name, Err: err}
@@ -258,12 +257,18 @@ func (t *Transport) circuitOpen(req *http.Request, snap *policy.Snapshot, pol *p
 	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
 		return true
 	}
-	b := snap.Breaker()
+	name, b, ok := t.circuit(req, snap, pol)
+	return ok && t.circuits.State(name, b) == gobreaker.StateOpen
+}
+
+// circuit names the attempt's circuit and its settings; ok is false when
+// the snapshot has circuits off or the transport has none.
+func (t *Transport) circuit(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (name string, b policy.Breaker, ok bool) {
+	b = snap.Breaker()
 	if !b.Enabled || t.circuits == nil {
-		return false
+		return "", b, false
 	}
-	name := t.circuits.Key(breaker.Target{Request: req, Policy: policyName(pol), Operation: t.cfg.operation})
-	return t.circuits.State(name, b) == gobreaker.StateOpen
+	return t.circuits.Key(breaker.Target{Request: req, Policy: policyName(pol), Operation: t.cfg.operation}), b, true
 }
 
 // outcome is what an attempt counts for in its circuit: classified failures
