@@ -10,12 +10,6 @@ import (
 // budgetBuckets is how many slices a budget's window is counted in.
 const budgetBuckets = 10
 
-// budgets holds a Transport's retry budgets, one per policy and upstream.
-// Lookups take no lock; counting is atomic.
-type budgets struct{ m cowMap[budgetKey, *budget] }
-
-type budgetKey struct{ policy, upstream string }
-
 // budget counts first attempts and retries over a sliding window, in
 // buckets, as Finagle's and Linkerd's retry budgets do: a retry is allowed
 // while retries in the window stay under ratio * first attempts plus
@@ -38,18 +32,22 @@ func budgetEnabled(p *policy.Policy) bool {
 	return p.BudgetRatio >= 0 && p.Attempts > 1 && p.BudgetWindow > 0
 }
 
-// get returns the budget of a policy and upstream, made anew when the
-// policy's window changed (ratio and floor are read at each decision).
-func (bs *budgets) get(p *policy.Policy, upstream string) *budget {
-	k := budgetKey{p.Name, upstream}
-	if b, ok := bs.m.load(k); ok && b.window == p.BudgetWindow {
-		return b
+func (b *budget) init(window time.Duration) {
+	b.window = window
+	b.slice = max(window/budgetBuckets, time.Millisecond)
+}
+
+// empty reports whether the window holds nothing at now: the budget then
+// allows what a fresh one would.
+func (b *budget) empty(now int64) bool {
+	epoch := now / int64(b.slice)
+	for i := range b.b {
+		bk := &b.b[i]
+		if e := bk.epoch.Load(); e > epoch-budgetBuckets && (bk.firsts.Load() != 0 || bk.retries.Load() != 0) {
+			return false
+		}
 	}
-	return bs.m.loadOrStore(k, maxBudgets,
-		func(b *budget) bool { return b.window == p.BudgetWindow },
-		func() *budget {
-			return &budget{window: p.BudgetWindow, slice: max(p.BudgetWindow/budgetBuckets, time.Millisecond)}
-		})
+	return true
 }
 
 // current returns the bucket for now, cleared if it held an older slice.

@@ -6,16 +6,14 @@ import (
 	"sync/atomic"
 )
 
-// Bounds of the request path's caches.
-const (
-	maxBudgets    = 1024 // policies x upstreams
-	maxAttributes = 1024 // policies x methods x classes
-)
+// maxAttributes bounds the cache of metric attributes (policies x methods
+// x classes).
+const maxAttributes = 1024
 
 // cowMap is a small map read without locks: readers load an immutable map,
-// writers copy it. It suits the bounded, read-mostly caches of the request
-// path (budgets by policy and upstream, metric attributes by policy, method
-// and class). The zero value is empty and ready to use.
+// writers copy it. It suits small, bounded, read-mostly caches of what can
+// be made again (metric attributes by policy, method and class); state
+// that must be kept goes in a table. The zero value is empty and ready to use.
 type cowMap[K comparable, V any] struct {
 	mu sync.Mutex // serializes writers
 	m  atomic.Pointer[map[K]V]

@@ -58,11 +58,11 @@ func TestCircuitOpensAndAbortsRetries(t *testing.T) {
 	srv, hits := server(t, &code)
 	var changes []breaker.StateChange
 	var mu sync.Mutex
-	set := breaker.New(breaker.OnStateChange(func(c breaker.StateChange) {
+	set := breaker.Config{OnStateChange: func(c breaker.StateChange) {
 		mu.Lock()
 		changes = append(changes, c)
 		mu.Unlock()
-	}))
+	}}
 	tr := New(testFactory(t, circuits), "p", WithCircuits(set))
 	defer tr.CloseIdleConnections()
 
@@ -104,11 +104,10 @@ func TestCircuitClosesAfterResetTimeout(t *testing.T) {
 	code.Store(500)
 	srv, hits := server(t, &code)
 	f := testFactory(t, strings.Replace(circuits, "default_reset_timeout_sec = 60", "default_reset_timeout_sec = 0.05", 1))
-	set := breaker.New()
-	tr := New(f, "p", WithCircuits(set))
+	tr := New(f, "p")
 	defer tr.CloseIdleConnections()
 	get(t, tr, srv.URL)
-	if st := set.State(strings.TrimPrefix(srv.URL, "http://"), f.Snapshot().Breaker()); st != gobreaker.StateOpen {
+	if st := circuitState(tr.e, strings.TrimPrefix(srv.URL, "http://")); st != gobreaker.StateOpen {
 		t.Fatalf("state = %v", st)
 	}
 	code.Store(200)
@@ -130,7 +129,7 @@ func TestCircuitClosesAfterResetTimeout(t *testing.T) {
 	if hits.Load() != before+1 {
 		t.Errorf("half-open let %d requests through, want 1 probe", hits.Load()-before)
 	}
-	if st := set.State(strings.TrimPrefix(srv.URL, "http://"), f.Snapshot().Breaker()); st != gobreaker.StateClosed {
+	if st := circuitState(tr.e, strings.TrimPrefix(srv.URL, "http://")); st != gobreaker.StateClosed {
 		t.Errorf("after a good probe: %v", st)
 	}
 }
@@ -217,11 +216,11 @@ func TestCircuitConcurrent(t *testing.T) {
 	code.Store(200)
 	srv, _ := server(t, &code)
 	f := testFactory(t, circuits)
-	var set *breaker.Set
-	set = breaker.New(breaker.OnStateChange(func(breaker.StateChange) {
-		set.Circuits() // calling back into the set must not deadlock
-	}))
-	tr := New(f, "p", WithCircuits(set))
+	var tr *Transport
+	set := breaker.Config{OnStateChange: func(breaker.StateChange) {
+		circuitState(tr.e, strings.TrimPrefix(srv.URL, "http://")) // calling back must not deadlock
+	}}
+	tr = New(f, "p", WithCircuits(set))
 	defer tr.CloseIdleConnections()
 	var wg sync.WaitGroup
 	for g := 0; g < 16; g++ {
@@ -239,21 +238,21 @@ func TestCircuitConcurrent(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
-	if st := set.State(strings.TrimPrefix(srv.URL, "http://"), f.Snapshot().Breaker()); st != gobreaker.StateOpen {
+	if st := circuitState(tr.e, strings.TrimPrefix(srv.URL, "http://")); st != gobreaker.StateOpen {
 		t.Errorf("after sustained 503s the circuit is %v", st)
 	}
 }
 
 func TestCircuitDoByOperation(t *testing.T) {
 	f := testFactory(t, circuits)
-	set := breaker.New(breaker.WithKey(breaker.ByOperation))
+	r := NewRetrier(f, "p", WithCircuits(breaker.Config{Key: breaker.ByOperation}), WithOperationName("inventory"))
 	calls := 0
 	fail := func() error { calls++; return (netOpError{}).err() }
-	_ = Do(t.Context(), f, "p", func(ctxArg context.Context) error { return fail() }, WithCircuits(set), WithOperationName("inventory"))
+	_ = r.Do(t.Context(), func(ctxArg context.Context) error { return fail() })
 	if calls != 3 {
 		t.Fatalf("calls = %d, want 3 before the circuit opened", calls)
 	}
-	err := Do(t.Context(), f, "p", func(context.Context) error { return fail() }, WithCircuits(set), WithOperationName("inventory"))
+	err := r.Do(t.Context(), func(context.Context) error { return fail() })
 	var coe *CircuitOpenError
 	if !errors.As(err, &coe) || coe.Circuit != "inventory" || calls != 3 {
 		t.Fatalf("err = %v, calls = %d", err, calls)

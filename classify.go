@@ -20,14 +20,16 @@ import (
 // or the response (err nil). User classes of the tree are tried first, in
 // registration order; then the built-in rules of DESIGN's class table. The
 // result is "" for a success and for failures that are never retried:
-// cancellation, certificate errors, malformed requests, 4xx other than 408
-// and 429, 501 and 505. A nil classes means the built-in tree.
+// cancellation, certificate errors, errors wrapped with [Permanent],
+// malformed requests, 4xx other than 408 and 429, 501 and 505; and for
+// errors no rule covers. A [Retrier], and a [Transport] over a custom base,
+// class those as Exception. A nil classes means the built-in tree.
 //
 // Classification uses errors.Is/As and status codes, never error text.
 // Classify does not read or close the response body. It is safe for
 // concurrent use.
 func Classify(classes *policy.Classes, resp *http.Response, err error) string {
-	if err != nil && (errors.Is(err, context.Canceled) || isCertificateError(err)) {
+	if err != nil && (errors.Is(err, context.Canceled) || isCertificateError(err) || isPermanent(err)) {
 		return "" // never retried, whatever a user class says
 	}
 	if classes != nil {
@@ -82,6 +84,21 @@ func classifyError(err error) string {
 		return policy.ConnectionError
 	}
 	return ""
+}
+
+// classException is the class of any error no other class covers.
+const classException = "Exception"
+
+// classifyAny is Classify for a Retrier's functions and a custom base
+// transport: an error that no rule covers and that is not final is an
+// Exception. net/http's own errors that no rule covers are final
+// (malformed requests, unsupported schemes), so they stay unclassified.
+func classifyAny(classes *policy.Classes, resp *http.Response, err error) string {
+	class := Classify(classes, resp, err)
+	if class == "" && err != nil && !errors.Is(err, context.Canceled) && !isCertificateError(err) && !isPermanent(err) {
+		return classException
+	}
+	return class
 }
 
 // h2StreamError has the shape of net/http's bundled HTTP/2 stream error (and

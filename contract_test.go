@@ -522,7 +522,7 @@ func TestContractIdempotency(t *testing.T) {
 		header               string // header set by the caller, "Name: value"
 		err                  error  // every attempt fails with it; nil: 503
 		want                 int32
-		reason               string
+		reason               Reason
 	}{
 		{name: "POST 503 default", policy: "quick", method: "POST", want: 1, reason: ReasonNotIdempotent},
 		{name: "PATCH 503 default", policy: "quick", method: "PATCH", want: 1, reason: ReasonNotIdempotent},

@@ -32,17 +32,29 @@ func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOp
 // Unwrap returns Err.
 func (e *CircuitOpenError) Unwrap() error { return e.Err }
 
-// Reasons a retry loop stopped, as reported by [RetryError] and [FailEvent].
+// Reason says why a retry loop stopped, as reported by [RetryError] and
+// [FailEvent]. Its values are the Reason constants.
+type Reason string
+
+// Reasons a retry loop stopped.
 const (
-	ReasonAttempts      = "attempts exhausted"     // every attempt of the policy was used
-	ReasonDeadline      = "deadline"               // the next delay would pass the context's deadline
-	ReasonCanceled      = "canceled"               // the context ended during a delay
-	ReasonCircuitOpen   = "circuit open"           // a circuit breaker refused the next attempt
-	ReasonBudget        = "retry budget exhausted" // the upstream's retry budget is spent
-	ReasonRetryAfter    = "retry-after too long"   // the server asked for a wait above wait_max or past the deadline
-	ReasonBody          = "body not replayable"    // the request body cannot be sent again
-	ReasonNotIdempotent = "not idempotent"         // the method is not safe to resend
+	ReasonAttempts      Reason = "attempts exhausted"     // every attempt of the policy was used
+	ReasonDeadline      Reason = "deadline"               // the next delay would pass the context's deadline
+	ReasonCanceled      Reason = "canceled"               // the context ended during a delay
+	ReasonCircuitOpen   Reason = "circuit open"           // a circuit breaker refused the next attempt
+	ReasonBudget        Reason = "retry budget exhausted" // the upstream's retry budget is spent
+	ReasonRetryAfter    Reason = "retry-after too long"   // the server asked for a wait above wait_max or past the deadline
+	ReasonBody          Reason = "body not replayable"    // the request body cannot be sent again
+	ReasonNotIdempotent Reason = "not idempotent"         // the method is not safe to resend
 )
+
+// hint says how to avoid a reason, where the user can.
+func (r Reason) hint() string {
+	if r == ReasonNotIdempotent {
+		return "send an Idempotency-Key header, or set idempotency_key = true or retry_non_idempotent = true in the policy, to allow the retry"
+	}
+	return ""
+}
 
 // RetryError is returned when a retry loop ends on an error of a class its
 // policy lists: attempts spent, or stopped early by a deadline, a circuit, a
@@ -57,8 +69,8 @@ type RetryError struct {
 	Attempts int
 	// Class is the class of the last failure.
 	Class string
-	// Reason says why the loop stopped; one of the Reason constants.
-	Reason string
+	// Reason says why the loop stopped.
+	Reason Reason
 	// Err is the cause: the last attempt's error, joined with the error
 	// that stopped the loop where there is one (context, [ErrCircuitOpen]).
 	Err error
@@ -67,8 +79,12 @@ type RetryError struct {
 // Error describes the failure without the request's headers or body; a URL
 // quoted by a wrapped *url.Error loses its userinfo and query values.
 func (e *RetryError) Error() string {
-	return fmt.Sprintf("rtx: policy %q: gave up after %d attempt%s (%s, %s): %v",
+	msg := fmt.Sprintf("rtx: policy %q: gave up after %d attempt%s (%s, %s): %v",
 		e.Policy, e.Attempts, plural(e.Attempts), e.Class, e.Reason, redactError(e.Err))
+	if h := e.Reason.hint(); h != "" {
+		msg += " (" + h + ")"
+	}
+	return msg
 }
 
 // Unwrap returns Err.

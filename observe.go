@@ -3,11 +3,14 @@ package rtx
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -17,7 +20,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/athomic-go/rtx/breaker"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -64,6 +66,13 @@ func WithLogger(l *slog.Logger) Option {
 		}
 	})
 }
+
+// durationBuckets are the OpenTelemetry HTTP semantic conventions'
+// boundaries for request durations, in seconds.
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+// delayBuckets extend them to the minutes a long policy waits.
+var delayBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300, 600}
 
 // observer reports attempts, retries and give-ups to the hooks, the logger,
 // the tracer and the meter.
@@ -113,8 +122,10 @@ func newObserver(c *config) *observer {
 	o.failures, _ = m.Int64Counter("retry.failures", metric.WithDescription("Retry loops that gave up."))
 	o.aborts, _ = m.Int64Counter("retry.circuit_breaker.aborts", metric.WithDescription("Retry loops stopped by an open circuit."))
 	o.exhausted, _ = m.Int64Counter("retry.budget.exhausted", metric.WithDescription("Retries refused by an exhausted retry budget."))
-	o.delays, _ = m.Float64Histogram("retry.delay", metric.WithUnit("s"), metric.WithDescription("Delays before retries."))
-	o.duration, _ = m.Float64Histogram("http.client.request.duration", metric.WithUnit("s"), metric.WithDescription("Duration of each attempt."))
+	o.delays, _ = m.Float64Histogram("retry.delay", metric.WithUnit("s"), metric.WithDescription("Delays before retries."),
+		metric.WithExplicitBucketBoundaries(delayBuckets...))
+	o.duration, _ = m.Float64Histogram("http.client.request.duration", metric.WithUnit("s"), metric.WithDescription("Duration of each attempt."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	return o
 }
 
@@ -143,12 +154,61 @@ type attemptSpan struct {
 	start time.Time
 }
 
+// startCall opens the span of a logical request when its attempts are
+// traced and the caller's context has no span to put them under, so that
+// the attempts of one request share one trace. The span is named by the
+// method, of kind INTERNAL; it is nil when none was opened.
+func (o *observer) startCall(ctx context.Context, req *http.Request) (context.Context, trace.Span) {
+	if !o.alwaysTrace || trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, nil
+	}
+	m := knownMethod(method(req))
+	if m == "_OTHER" {
+		m = "HTTP"
+	}
+	return o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("url.full", RedactURL(req.URL))))
+}
+
+// endCall ends a logical request's span: now, or when the body of the
+// response handed back is read to its end or closed.
+func endCall(span trace.Span, resp *http.Response) {
+	if span == nil {
+		return
+	}
+	if resp == nil {
+		span.End()
+		return
+	}
+	resp.Body = &spanBody{ReadCloser: resp.Body, span: span}
+}
+
+// spanBody ends a span once, at EOF or Close.
+type spanBody struct {
+	io.ReadCloser
+	span trace.Span
+	once sync.Once
+}
+
+func (b *spanBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(func() { b.span.End() })
+	}
+	return n, err
+}
+
+func (b *spanBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { b.span.End() })
+	return err
+}
+
 // startAttempt opens an attempt's span and returns the request to send,
 // carrying the span's context and headers. Untraced requests come back
 // unchanged.
-func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt int, now time.Time) (*http.Request, attemptSpan) {
+func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, now time.Time) (*http.Request, attemptSpan) {
 	a := attemptSpan{start: now}
-	ctx := req.Context()
 	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
 		return req, a
 	}
@@ -183,7 +243,7 @@ func (o *observer) startAttempt(req *http.Request, pol *policy.Policy, attempt i
 
 // attemptDone records an attempt's duration and outcome; its span stays
 // open for the events of what the loop does next.
-func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out last) {
+func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out *outcome) {
 	a := out.span
 	o.duration.Record(req.Context(), time.Since(a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
 	if a.span == nil {
@@ -217,7 +277,7 @@ func (a attemptSpan) event(name string, attrs ...attribute.KeyValue) {
 
 // errorType follows the HTTP semantic conventions: the status code for
 // 4xx/5xx answers, the class (or "_OTHER") for errors.
-func errorType(out last) string {
+func errorType(out *outcome) string {
 	switch {
 	case out.err != nil && out.class != "":
 		return out.class
@@ -229,7 +289,7 @@ func errorType(out last) string {
 	return ""
 }
 
-func (o *observer) retry(ctx context.Context, req *http.Request, pol *policy.Policy, out last, delay time.Duration) {
+func (o *observer) retry(ctx context.Context, req *http.Request, pol *policy.Policy, out outcome, delay time.Duration) {
 	opts := o.opts(pol, "", out.class)
 	o.attempts.Add(ctx, 1, opts.add...)
 	o.delays.Record(ctx, delay.Seconds(), opts.rec...)
@@ -247,18 +307,28 @@ func (o *observer) retry(ctx context.Context, req *http.Request, pol *policy.Pol
 	}
 }
 
-// watchCircuits reports the state of a transport's circuits as the gauge
+// watch reports the state of the engine's circuits as the gauge
 // retry.circuit_breaker.state (0 closed, 1 half-open, 2 open), one series
-// per circuit. The callback stays registered for the meter's lifetime.
-func (o *observer) watchCircuits(set *breaker.Set) {
-	_, _ = o.meter.Int64ObservableGauge("retry.circuit_breaker.state",
-		metric.WithDescription("Circuit state: 0 closed, 1 half-open, 2 open."),
-		metric.WithInt64Callback(func(_ context.Context, obs metric.Int64Observer) error {
-			for name, st := range set.Circuits() {
-				obs.Observe(int64(st), metric.WithAttributes(attribute.String("operation", o.operation), attribute.String("circuit", name)))
-			}
-			return nil
-		}))
+// per circuit, for as long as owner (the Transport or Retrier) is
+// reachable. Each engine registers its own callback, so every Transport on
+// a meter provider is reported; the callback goes when owner is collected.
+func watch[T any](owner *T, e *engine) {
+	gauge, err := e.obs.meter.Int64ObservableGauge("retry.circuit_breaker.state",
+		metric.WithDescription("Circuit state: 0 closed, 1 half-open, 2 open."))
+	if err != nil {
+		return
+	}
+	op := attribute.String("operation", e.cfg.operation)
+	reg, err := e.obs.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		e.eachCircuit(func(c *circuit) {
+			obs.ObserveInt64(gauge, int64(c.state.Load()), metric.WithAttributes(op, attribute.String("circuit", c.name)))
+		})
+		return nil
+	}, gauge)
+	if err != nil {
+		return
+	}
+	runtime.AddCleanup(owner, func(r metric.Registration) { r.Unregister() }, reg)
 }
 
 // refused counts a request whose first attempt an open circuit refused.
@@ -266,7 +336,7 @@ func (o *observer) refused(ctx context.Context, pol *policy.Policy) {
 	o.aborts.Add(ctx, 1, o.opts(pol, "", "").add...)
 }
 
-func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Policy, out last, reason string) {
+func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Policy, out outcome, reason Reason) {
 	opts := o.opts(pol, "", out.class).add
 	o.failures.Add(ctx, 1, opts...)
 	switch reason {
@@ -281,9 +351,11 @@ func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Poli
 	ev := FailEvent{Operation: o.operation, Policy: policyName(pol), Attempts: out.attempt, Class: out.class,
 		Reason: reason, StatusCode: status, Err: out.err, Method: m, URL: u}
 	if o.logger != nil {
-		o.logger.LogAttrs(ctx, slog.LevelError, "rtx: giving up",
-			append(o.logAttrs(pol, out, status, m, u),
-				slog.Int("attempts", ev.Attempts), slog.String("reason", reason))...)
+		attrs := append(o.logAttrs(pol, out, status, m, u), slog.Int("attempts", ev.Attempts), slog.String("reason", string(reason)))
+		if h := reason.hint(); h != "" {
+			attrs = append(attrs, slog.String("hint", h))
+		}
+		o.logger.LogAttrs(ctx, slog.LevelError, "rtx: giving up", attrs...)
 	}
 	if o.onFail != nil {
 		o.onFail(ev)
@@ -292,7 +364,7 @@ func (o *observer) fail(ctx context.Context, req *http.Request, pol *policy.Poli
 
 // describe returns what events and logs say of an attempt: its status, and
 // the request's method and redacted URL (empty for Do).
-func describe(req *http.Request, out last) (status int, m, u string) {
+func describe(req *http.Request, out outcome) (status int, m, u string) {
 	if out.resp != nil {
 		status = out.resp.StatusCode
 	}
@@ -303,7 +375,7 @@ func describe(req *http.Request, out last) (status int, m, u string) {
 }
 
 // logAttrs returns the log fields common to retries and give-ups.
-func (o *observer) logAttrs(pol *policy.Policy, out last, status int, method, url string) []slog.Attr {
+func (o *observer) logAttrs(pol *policy.Policy, out outcome, status int, method, url string) []slog.Attr {
 	attrs := []slog.Attr{slog.String("operation", o.operation), slog.String("policy", policyName(pol)), slog.String("class", out.class)}
 	if method != "" {
 		attrs = append(attrs, slog.String("method", method), slog.String("url", url))

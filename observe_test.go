@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -40,11 +41,21 @@ func TestSpansPerAttempt(t *testing.T) {
 	if len(req.Header) != 0 {
 		t.Errorf("the caller's headers were modified: %v", req.Header)
 	}
-	spans := rec.Ended()
-	if len(spans) != 3 {
-		t.Fatalf("%d spans, want 3", len(spans))
+	ended := rec.Ended()
+	if len(ended) != 4 {
+		t.Fatalf("%d spans, want 3 attempts and the request's", len(ended))
 	}
+	// With no span of the caller's, rtx opens one for the logical request,
+	// ended when its body is closed; the attempts are its children.
+	parent := ended[3]
+	if parent.SpanKind() != trace.SpanKindInternal || parent.Name() != "GET" {
+		t.Errorf("request span: %s %v", parent.Name(), parent.SpanKind())
+	}
+	spans := ended[:3]
 	for i, s := range spans {
+		if s.Parent().SpanID() != parent.SpanContext().SpanID() || s.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("span %d is not under the request's span", i)
+		}
 		attrs := map[attribute.Key]attribute.Value{}
 		for _, kv := range s.Attributes() {
 			attrs[kv.Key] = kv.Value

@@ -20,7 +20,7 @@ const DefaultMaxReplayBody = 8 << 20
 // connection can be reused.
 const maxDrain = 64 << 10
 
-// Option configures a [Transport] or [Do]. A nil Option is ignored.
+// Option configures a [Transport], a [Retrier] or [Do]. A nil Option is ignored.
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -28,17 +28,18 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	base        http.RoundTripper
-	breakerHook func(*http.Request) bool
-	circuits    *breaker.Set
-	maxReplay   int64
-	operation   string
-	onRetry     func(RetryEvent)
-	onFail      func(FailEvent)
-	logger      *slog.Logger
-	tp          trace.TracerProvider
-	mp          metric.MeterProvider
-	prop        propagation.TextMapPropagator
+	base         http.RoundTripper
+	breakerHook  func(*http.Request) bool
+	circuits     breaker.Config
+	maxReplay    int64
+	maxUpstreams int // per-upstream entries kept; 0 = maxUpstreams
+	operation    string
+	onRetry      func(RetryEvent)
+	onFail       func(FailEvent)
+	logger       *slog.Logger
+	tp           trace.TracerProvider
+	mp           metric.MeterProvider
+	prop         propagation.TextMapPropagator
 }
 
 func newConfig(opts []Option) config {
@@ -72,14 +73,14 @@ func WithCircuitBreakerHook(open func(*http.Request) bool) Option {
 	return optionFunc(func(c *config) { c.breakerHook = open })
 }
 
-// WithCircuits sets the circuits a [Transport] uses while the settings
-// enable circuit breakers ([resilience.circuit_breaker]). By default each
-// Transport has its own [breaker.New] set, keyed by host:port; pass a set
-// to share circuits between transports, to key them otherwise
-// ([breaker.WithKey]) or to watch their state ([breaker.OnStateChange]).
-// [Do] uses circuits only when this option is given.
-func WithCircuits(s *breaker.Set) Option {
-	return optionFunc(func(c *config) { c.circuits = s })
+// WithCircuits sets how a [Transport]'s or [Retrier]'s circuits are keyed
+// and reported while the settings enable circuit breakers
+// ([resilience.circuit_breaker]). By default they are keyed by upstream
+// host:port (a Retrier's by operation name) and report nothing. Circuits
+// belong to the Transport or Retrier: two given the same Config keep their
+// own.
+func WithCircuits(c breaker.Config) Option {
+	return optionFunc(func(cfg *config) { cfg.circuits = c })
 }
 
 // WithMaxReplayBody sets the largest body (in bytes) captured for replay
@@ -90,8 +91,9 @@ func WithMaxReplayBody(n int64) Option {
 	return optionFunc(func(c *config) { c.maxReplay = n })
 }
 
-// WithOperationName names the operation in events, logs, spans and metrics.
-// The default is "http" for a [Transport] and "do" for [Do].
+// WithOperationName names the operation in events, logs, spans and metrics,
+// and a Retrier's upstream (its circuit and budget). The default is "http"
+// for a [Transport] and "do" for a [Retrier].
 func WithOperationName(name string) Option {
 	return optionFunc(func(c *config) { c.operation = name })
 }
@@ -132,7 +134,7 @@ type FailEvent struct {
 	Policy     string // policy name ("default" for the default)
 	Attempts   int    // attempts made
 	Class      string // class of the last failure
-	Reason     string // why the loop stopped: one of the Reason constants
+	Reason     Reason // why the loop stopped
 	StatusCode int    // the last response's status, 0 when Err is set
 	Err        error  // the last error, nil when the loop ended on a response
 	Method     string // request method ("" for Do)

@@ -11,9 +11,6 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-
-	"github.com/athomic-go/rtx/breaker"
-	"github.com/athomic-go/rtx/policy"
 )
 
 // closeRecorder records whether the body was closed.
@@ -64,7 +61,6 @@ func TestOddRequestsAndResponses(t *testing.T) {
 func TestPanicDoesNotWedgeAHalfOpenCircuit(t *testing.T) {
 	doc := circuits + "[default.resilience.circuit_breaker.circuits.\"api.test:80\"]\nfail_max = 1\nreset_timeout_sec = 0.001\n"
 	f := testFactory(t, doc)
-	set := breaker.New()
 	var mode atomic.Int32 // 0: fail, 1: panic, 2: succeed
 	base := roundTripFunc(func(*http.Request) (*http.Response, error) {
 		switch mode.Load() {
@@ -75,10 +71,9 @@ func TestPanicDoesNotWedgeAHalfOpenCircuit(t *testing.T) {
 		}
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 	})
-	tr := New(f, "p", WithBase(base), WithCircuits(set))
+	tr := New(f, "p", WithBase(base))
 	tr.RoundTrip(mustGet(t, "http://api.test/")) // opens the circuit
-	b := f.Snapshot().Breaker()
-	waitState(t, set, "api.test:80", b, gobreaker.StateHalfOpen)
+	waitState(t, tr.e, "api.test:80", gobreaker.StateHalfOpen)
 	mode.Store(1)
 	func() {
 		defer func() { recover() }()
@@ -92,10 +87,10 @@ func TestPanicDoesNotWedgeAHalfOpenCircuit(t *testing.T) {
 	}
 }
 
-func waitState(t *testing.T, set *breaker.Set, name string, b policy.Breaker, want gobreaker.State) {
+func waitState(t *testing.T, e *engine, name string, want gobreaker.State) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for set.State(name, b) != want {
+	for circuitState(e, name) != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("circuit %s never became %v", name, want)
 		}

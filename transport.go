@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
-	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
 
-	"github.com/athomic-go/rtx/breaker"
+	"github.com/athomic-go/rtx/internal/hostport"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -25,18 +24,13 @@ import (
 // are replayed through it; other bodies up to a cap are captured into
 // pooled buffers as they are first sent; larger ones are sent once.
 // Discarded responses are drained (up to 64 KiB) and closed so their
-// connections are reused.
+// connections are reused. Circuits and retry budgets are kept per
+// upstream (host:port), bounded in number.
 //
 // A Transport must be created with [New]; its zero value is not usable. It
 // is safe for concurrent use.
 type Transport struct {
-	factory  *policy.Factory
-	name     string
-	cfg      config
-	pools    bodyPools
-	circuits *breaker.Set // used while the snapshot enables circuits
-	budgets  budgets
-	obs      *observer
+	e *engine
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -46,29 +40,21 @@ var _ http.RoundTripper = (*Transport)(nil)
 // live updates may add or remove policies: requests under an unknown name
 // fail before any I/O. A nil factory serves the built-in default policy.
 func New(f *policy.Factory, name string, opts ...Option) *Transport {
-	if f == nil {
-		f = policy.NewFactory(nil)
+	e := newEngine(f, name, "http", opts)
+	if e.cfg.base == nil {
+		e.cfg.base = cleanhttp.DefaultPooledTransport()
 	}
-	t := &Transport{factory: f, name: name, cfg: newConfig(opts)}
-	t.circuits = t.cfg.circuits
-	if t.circuits == nil {
-		t.circuits = breaker.New()
-	}
-	if t.cfg.base == nil {
-		t.cfg.base = cleanhttp.DefaultPooledTransport()
-	}
-	if t.cfg.operation == "" {
-		t.cfg.operation = "http"
-	}
-	t.obs = newObserver(&t.cfg)
-	t.obs.watchCircuits(t.circuits)
+	_, stdlib := e.cfg.base.(*http.Transport)
+	e.anyError = !stdlib
+	t := &Transport{e: e}
+	watch(t, e)
 	return t
 }
 
 // CloseIdleConnections closes the idle connections of the base transport,
 // if it has such a method.
 func (t *Transport) CloseIdleConnections() {
-	if c, ok := t.cfg.base.(interface{ CloseIdleConnections() }); ok {
+	if c, ok := t.e.cfg.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
 }
@@ -81,237 +67,96 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("rtx: nil Request.URL")
 	}
-	name := t.name
-	if n, ok := PolicyFrom(req.Context()); ok {
-		name = n
-	}
-	snap := t.factory.Snapshot()
-	pol, err := snap.Policy(name)
+	ctx := req.Context()
+	snap, pol, err := t.e.policyFor(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	return t.roundTrip(req, snap, pol)
-}
-
-// last is the outcome of the latest attempt of a loop.
-type last struct {
-	resp    *http.Response
-	err     error
-	class   string
-	attempt int
-	span    attemptSpan // open until the loop moves on
-}
-
-func (t *Transport) roundTrip(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (*http.Response, error) {
-	ctx := req.Context()
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	first := req // passed through untouched when nothing needs to change
-	var rp *replay
+	c := call{e: t.e, ctx: ctx, snap: snap, pol: pol, req: req, first: req}
 	if pol.Attempts > 1 {
 		if pol.IdempotencyKey && !idempotent(req) {
-			first = withIdempotencyKey(req)
+			c.first = withIdempotencyKey(req)
 		}
-		if hasBody && req.GetBody == nil && t.cfg.maxReplay > 0 && req.ContentLength <= t.cfg.maxReplay {
-			rp = t.pools.newReplay(req.Body, t.cfg.maxReplay)
-			defer rp.done()
-			first = withBody(first, rp.reader())
-		}
-	}
-	report, err := t.admit(first, snap, pol)
-	if err != nil {
-		closeBody(first)
-		t.obs.refused(ctx, pol)
-		return nil, err
-	}
-	// A panic (in the base, a user class) must not leave the circuit
-	// waiting for an outcome: a half-open circuit would stay stuck.
-	defer reportOutcome(&report, breaker.Excluded)
-	now := time.Now() // one clock read serves the budget and the first attempt
-	var bud *budget
-	if budgetEnabled(pol) {
-		bud = t.budgets.get(pol, req.URL.Host)
-		bud.first(now)
-	}
-	areq := first
-	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			now = time.Now()
-		}
-		sent, span := t.obs.startAttempt(areq, pol, attempt, now)
-		resp, err := t.send(sent, pol.Timeout)
-		out := last{resp: resp, err: err, attempt: attempt, span: span}
-		if ctx.Err() != nil { // the caller's cancellation is never retried
-			reportOutcome(&report, breaker.Excluded)
-			t.obs.attemptDone(sent, pol, out)
-			out.span.end()
-			return resp, err
-		}
-		out.class = Classify(snap.Classes(), resp, err)
-		reportOutcome(&report, outcome(out))
-		t.obs.attemptDone(sent, pol, out)
-		if !pol.Retries(out.class) {
-			out.span.end()
-			return resp, err
-		}
-		delay, reason, stop := t.schedule(ctx, first, snap, pol, out)
-		if reason != "" {
-			return t.giveUp(ctx, req, pol, out, reason, stop)
-		}
-		var next io.ReadCloser
-		if hasBody {
-			switch {
-			case rp != nil && rp.replayable():
-			case rp == nil && req.GetBody != nil:
-				b, gerr := req.GetBody()
-				if gerr != nil {
-					return t.giveUp(ctx, req, pol, out, ReasonBody, gerr)
-				}
-				next = b
-			default:
-				return t.giveUp(ctx, req, pol, out, ReasonBody, errBodyNotReplayed)
-			}
-		}
-		if bud != nil && !bud.withdraw(pol, time.Now()) {
-			closeReader(next)
-			return t.giveUp(ctx, req, pol, out, ReasonBudget, ErrBudgetExhausted)
-		}
-		t.obs.retry(ctx, req, pol, out, delay)
-		out.span.end()
-		out.span = attemptSpan{}
-		if resp != nil {
-			drain(resp.Body)
-			out.resp, out.err = nil, statusError(resp.StatusCode)
-		}
-		if serr := sleep(ctx, delay); serr != nil {
-			closeReader(next)
-			return t.giveUp(ctx, req, pol, out, ReasonCanceled, serr)
-		}
-		if rp != nil {
-			// The earlier attempt may have read on during the delay, past
-			// the cap: ask again now that reader() has detached it.
-			next = rp.reader()
-			if !rp.replayable() {
-				closeReader(next)
-				return t.giveUp(ctx, req, pol, out, ReasonBody, errBodyNotReplayed)
-			}
-		}
-		areq = first
-		if next != nil {
-			areq = withBody(first, next)
-		}
-		if report, err = t.admit(areq, snap, pol); err != nil {
-			closeReader(next)
-			return t.giveUp(ctx, req, pol, out, ReasonCircuitOpen, err)
+		if hasBody(req) && req.GetBody == nil && t.e.cfg.maxReplay > 0 && req.ContentLength <= t.e.cfg.maxReplay {
+			c.rp = t.e.pools.newReplay(req.Body, t.e.cfg.maxReplay)
+			defer c.rp.done()
+			c.first = withBody(c.first, c.rp.reader())
 		}
 	}
+	c.begin(upstreamKey(&c.key, req))
+	var span trace.Span
+	c.ctx, span = t.e.obs.startCall(ctx, req)
+	resp, err := c.run()
+	endCall(span, resp)
+	return resp, err
 }
 
-// schedule decides what follows a failed attempt of a class the policy
-// lists: the delay before the next attempt, or the reason the loop stops
-// and the error that stopped it, if any. req is nil for Do.
-func (t *Transport) schedule(ctx context.Context, req *http.Request, snap *policy.Snapshot, pol *policy.Policy, out last) (delay time.Duration, reason string, stop error) {
+func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }
+
+// upstreamKey writes the upstream of req into buf.
+func upstreamKey(buf *keyBuf, req *http.Request) []byte {
+	return hostport.Append(buf[:0], req.URL)
+}
+
+// rewind makes the body of the next attempt ready, or says why it cannot
+// be: a capture that went past its cap, no GetBody, GetBody failing. A
+// capture is read anew only when the attempt starts (nextRequest), since
+// the earlier attempt may read on meanwhile.
+func (c *call) rewind() error {
 	switch {
-	case out.attempt >= pol.Attempts:
-		return 0, ReasonAttempts, nil
-	case req != nil && !pol.RetryNonIdempotent && !idempotent(req) && !(out.err != nil && neverSent(out.err)):
-		return 0, ReasonNotIdempotent, nil
-	}
-	delay = pol.Delay(out.attempt, mrand.Float64())
-	if hint, ok := retryAfter(out.resp, time.Now()); ok {
-		if hint > pol.WaitMax {
-			return 0, ReasonRetryAfter, nil
+	case c.req == nil || !hasBody(c.req):
+		return nil
+	case c.rp != nil:
+		if !c.rp.replayable() {
+			return errBodyNotReplayed
 		}
-		delay = max(delay, hint)
+		return nil
+	case c.req.GetBody == nil:
+		return errBodyNotReplayed
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-		return 0, ReasonDeadline, context.DeadlineExceeded
+	b, err := c.req.GetBody()
+	if err != nil {
+		return err
 	}
-	if t.circuitOpen(req, snap, pol) {
-		return 0, ReasonCircuitOpen, ErrCircuitOpen
-	}
-	return delay, "", nil
+	c.nextBody = b
+	return nil
 }
 
-// admit consults the circuit breaker hook and the attempt's circuit. It
-// returns the function that reports the attempt's outcome to the circuit
-// (nil when circuits are off), or an error matching ErrCircuitOpen.
-func (t *Transport) admit(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (func(breaker.Outcome), error) {
-	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
-		return nil, &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}
-	}
-	name, b, ok := t.circuit(req, snap, pol)
-	if !ok {
+// nextRequest returns the request the next attempt sends: the first one,
+// then the same with the body rewind made ready.
+func (c *call) nextRequest() (*http.Request, error) {
+	if c.fn != nil {
 		return nil, nil
 	}
-	report, err := t.circuits.Allow(name, b)
-	if err != nil {
-		return nil, &CircuitOpenError{Circuit: name, Err: err}
+	if c.attempts == 0 || !hasBody(c.req) {
+		return c.first, nil
 	}
-	return report, nil
-}
-
-// circuitOpen reports whether the next attempt would be refused, so that a
-// retry never sleeps toward an open circuit.
-func (t *Transport) circuitOpen(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) bool {
-	if t.cfg.breakerHook != nil && t.cfg.breakerHook(req) {
-		return true
+	if c.rp != nil {
+		// The earlier attempt may have read on during the delay, past the
+		// cap: ask again now that reader() has detached it.
+		next := c.rp.reader()
+		if !c.rp.replayable() {
+			closeReader(next)
+			return nil, errBodyNotReplayed
+		}
+		return withBody(c.first, next), nil
 	}
-	name, b, ok := t.circuit(req, snap, pol)
-	return ok && t.circuits.State(name, b) == gobreaker.StateOpen
-}
-
-// circuit names the attempt's circuit and its settings; ok is false when
-// the snapshot has circuits off or the transport has none.
-func (t *Transport) circuit(req *http.Request, snap *policy.Snapshot, pol *policy.Policy) (name string, b policy.Breaker, ok bool) {
-	b = snap.Breaker()
-	if !b.Enabled || t.circuits == nil {
-		return "", b, false
-	}
-	return t.circuits.Key(breaker.Target{Request: req, Policy: policyName(pol), Operation: t.cfg.operation}), b, true
-}
-
-// outcome is what an attempt counts for in its circuit: classified failures
-// count against it, answers for it, other errors neither way.
-func outcome(out last) breaker.Outcome {
-	switch {
-	case out.class != "":
-		return breaker.Failure
-	case out.err != nil:
-		return breaker.Excluded
-	}
-	return breaker.Success
-}
-
-// reportOutcome reports o to the circuit once: later calls do nothing.
-func reportOutcome(report *func(breaker.Outcome), o breaker.Outcome) {
-	if r := *report; r != nil {
-		*report = nil
-		r(o)
-	}
-}
-
-// giveUp ends a loop whose last failure is of a listed class: a response is
-// handed back as is; an error becomes a *RetryError.
-func (t *Transport) giveUp(ctx context.Context, req *http.Request, pol *policy.Policy, out last, reason string, stop error) (*http.Response, error) {
-	t.obs.fail(ctx, req, pol, out, reason)
-	out.span.end()
-	if out.resp != nil {
-		return out.resp, nil
-	}
-	return nil, &RetryError{Policy: policyName(pol), Attempts: out.attempt, Class: out.class, Reason: reason, Err: joinStop(out.err, stop)}
+	next := c.nextBody
+	c.nextBody = nil
+	return withBody(c.first, next), nil
 }
 
 // send makes one attempt. With a per-attempt timeout, the attempt runs under
 // its own context, which is cancelled when the timeout fires before the
 // response headers arrive, and otherwise lives until the body is closed.
-func (t *Transport) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
+func (e *engine) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
 	if timeout <= 0 {
-		return checked(t.cfg.base.RoundTrip(req))
+		return checked(e.cfg.base.RoundTrip(req))
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(timeout, func() { cancel(errAttemptTimeout) })
-	resp, err := checked(t.cfg.base.RoundTrip(req.WithContext(ctx)))
+	resp, err := checked(e.cfg.base.RoundTrip(req.WithContext(ctx)))
 	if fired := !timer.Stop(); fired || err != nil {
 		if resp != nil {
 			resp.Body.Close()
@@ -422,32 +267,14 @@ func drain(body io.ReadCloser) {
 	body.Close()
 }
 
-func closeBody(r *http.Request) { closeReader(r.Body) }
+func closeBody(r *http.Request) {
+	if r != nil {
+		closeReader(r.Body)
+	}
+}
 
 func closeReader(rc io.ReadCloser) {
 	if rc != nil {
 		rc.Close()
 	}
-}
-
-// sleep waits for d or until ctx ends, whichever comes first.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
-}
-
-func policyName(p *policy.Policy) string {
-	if p.Name == "" {
-		return "default"
-	}
-	return p.Name
 }

@@ -1,0 +1,116 @@
+package rtx
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/athomic-go/rtx/breaker"
+	"github.com/athomic-go/rtx/policy"
+)
+
+// circuit is one circuit breaker: a gobreaker breaker tuned by the setting
+// it was made for, and the state changes it owes to OnStateChange.
+type circuit struct {
+	cb      *gobreaker.CircuitBreaker[struct{}]
+	name    string
+	setting policy.Circuit
+
+	state   atomic.Int32 // the last state gobreaker reported
+	changed atomic.Int64 // unix nanoseconds of the last change (of creation before one)
+
+	mu      sync.Mutex
+	pending []breaker.StateChange // recorded under gobreaker's lock, reported after it
+	deliver sync.Mutex            // held by the one goroutine reporting changes
+}
+
+var (
+	errFailure  = errors.New("classified failure")
+	errExcluded = errors.New("excluded outcome")
+)
+
+func newCircuit(name string, setting policy.Circuit, now int64) *circuit {
+	c := &circuit{name: name, setting: setting}
+	c.changed.Store(now)
+	c.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:         name,
+		MaxRequests:  1,
+		Timeout:      setting.ResetTimeout,
+		ReadyToTrip:  func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= setting.FailMax },
+		IsSuccessful: func(err error) bool { return err == nil },
+		IsExcluded:   func(err error) bool { return err == errExcluded },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			c.state.Store(int32(to))
+			c.changed.Store(time.Now().UnixNano())
+			c.mu.Lock()
+			c.pending = append(c.pending, breaker.StateChange{Circuit: name, From: from, To: to})
+			c.mu.Unlock()
+		},
+	})
+	return c
+}
+
+// circuitFor returns the entry's circuit under setting, made anew when the
+// setting changed (a circuit whose setting did not change keeps its state).
+func (u *upstream) circuitFor(name string, setting policy.Circuit, now int64) *circuit {
+	if c := u.circuit.Load(); c != nil && c.setting == setting {
+		return c
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if c := u.circuit.Load(); c != nil && c.setting == setting {
+		return c
+	}
+	c := newCircuit(name, setting, now)
+	u.circuit.Store(c)
+	return c
+}
+
+// idle reports whether the circuit behaves as a fresh one would: closed
+// with no failure counted, or open past its reset timeout (its next use
+// lets a probe through, as a fresh circuit lets everything through).
+func (c *circuit) idle(now int64) bool {
+	switch gobreaker.State(c.state.Load()) {
+	case gobreaker.StateClosed:
+		return c.cb.Counts().ConsecutiveFailures == 0
+	case gobreaker.StateOpen:
+		return now-c.changed.Load() > int64(c.setting.ResetTimeout)
+	}
+	return false
+}
+
+// peek returns the circuit's state now, reporting the change that reading
+// it may cause (open turning half-open).
+func (c *circuit) peek(onChange func(breaker.StateChange)) gobreaker.State {
+	st := c.cb.State()
+	c.flush(onChange)
+	return st
+}
+
+// flush reports the state changes recorded so far, in order and one at a
+// time per circuit. A goroutine that finds another reporting leaves its
+// changes to that one, which looks again before it stops; so a callback
+// that calls back into the transport does not deadlock.
+func (c *circuit) flush(onChange func(breaker.StateChange)) {
+	for {
+		c.mu.Lock()
+		none := len(c.pending) == 0
+		c.mu.Unlock()
+		if none || !c.deliver.TryLock() {
+			return
+		}
+		c.mu.Lock()
+		pending := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		if onChange != nil {
+			for _, ch := range pending {
+				onChange(ch)
+			}
+		}
+		c.deliver.Unlock()
+	}
+}

@@ -1,0 +1,358 @@
+package rtx
+
+import (
+	"context"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/athomic-go/rtx/breaker"
+	"github.com/athomic-go/rtx/policy"
+)
+
+// engine is what a Transport or a Retrier makes once and shares between
+// its calls: the settings, the per-upstream state and the instruments.
+type engine struct {
+	factory *policy.Factory
+	name    string
+	cfg     config
+	ups     *table // per upstream: budgets, and circuits under the default key
+	named   *table // circuits under a custom key; nil under the default key
+	obs     *observer
+	pools   bodyPools
+
+	// anyError: every error the attempts return is at least an Exception
+	// (a Retrier's functions, a custom base transport).
+	anyError bool
+}
+
+func newEngine(f *policy.Factory, name, operation string, opts []Option) *engine {
+	if f == nil {
+		f = policy.NewFactory(nil)
+	}
+	e := &engine{factory: f, name: name, cfg: newConfig(opts)}
+	if e.cfg.operation == "" {
+		e.cfg.operation = operation
+	}
+	limit := e.cfg.maxUpstreams
+	if limit <= 0 {
+		limit = maxUpstreams
+	}
+	e.ups = newTable(limit)
+	if e.cfg.circuits.Key != nil {
+		e.named = newTable(limit)
+	}
+	e.obs = newObserver(&e.cfg)
+	return e
+}
+
+// policyFor returns the snapshot in force and the call's policy: the
+// name set by WithPolicy on ctx, else the engine's.
+func (e *engine) policyFor(ctx context.Context) (*policy.Snapshot, *policy.Policy, error) {
+	name := e.name
+	if n, ok := PolicyFrom(ctx); ok {
+		name = n
+	}
+	snap := e.factory.Snapshot()
+	pol, err := snap.Policy(name)
+	return snap, pol, err
+}
+
+// call is one logical call: everything its attempts share, as grpc-go's
+// clientStream holds one RPC's. The policy and snapshot are the ones in
+// force when the call began.
+type call struct {
+	e    *engine
+	ctx  context.Context
+	snap *policy.Snapshot
+	pol  *policy.Policy
+	up   *upstream // the upstream's state
+	lane *lane     // its budget under the policy; nil when off
+	now  time.Time // when the call began; also the first attempt's start
+
+	// An HTTP call: the caller's request, what the first attempt sends
+	// (an idempotency key added, a captured body), and the capture.
+	req      *http.Request
+	first    *http.Request
+	rp       *replay
+	nextBody io.ReadCloser // from GetBody, for the next attempt
+
+	// A function call.
+	fn func(context.Context) error
+
+	attempts int    // attempts started
+	key      keyBuf // scratch for the upstream key
+}
+
+// outcome is what one attempt came to.
+type outcome struct {
+	resp    *http.Response
+	err     error
+	class   string
+	attempt int
+	span    attemptSpan // open until the loop moves on
+	refused error       // a circuit refused the attempt: nothing was sent
+}
+
+// begin finds the call's upstream state and counts its first attempt in
+// the budget.
+func (c *call) begin(upstream []byte) {
+	c.now = time.Now()
+	c.up = c.e.ups.get(upstream, c.now.UnixNano())
+	if budgetEnabled(c.pol) {
+		c.lane = c.up.lane(c.pol)
+		c.lane.budget.first(c.now)
+	}
+}
+
+// run drives the call's attempts to an answer: one decide step after each
+// failed attempt says retry (after a delay) or stop, and why.
+func (c *call) run() (*http.Response, error) {
+	var out outcome
+	for {
+		next, err := c.attempt()
+		if err != nil { // the body of the next attempt could not be made
+			return c.giveUp(out, ReasonBody, err)
+		}
+		if next.refused != nil {
+			if c.attempts == 0 {
+				c.e.obs.refused(c.ctx, c.pol)
+				return nil, next.refused
+			}
+			return c.giveUp(out, ReasonCircuitOpen, next.refused)
+		}
+		out = next
+		if c.ctx.Err() != nil || !c.pol.Retries(out.class) {
+			// The caller's cancellation is never retried; neither is an
+			// answer of no listed class.
+			out.span.end()
+			return out.resp, out.err
+		}
+		delay, reason, stop := c.decide(out)
+		if reason != "" {
+			return c.giveUp(out, reason, stop)
+		}
+		c.e.obs.retry(c.ctx, c.req, c.pol, out, delay)
+		out.span.end()
+		out.span = attemptSpan{}
+		if out.resp != nil {
+			drain(out.resp.Body)
+			out.resp, out.err = nil, statusError(out.resp.StatusCode)
+		}
+		if err := sleep(c.ctx, delay); err != nil {
+			return c.giveUp(out, ReasonCanceled, err)
+		}
+	}
+}
+
+// attempt makes the next attempt, through the circuit breaker hook and the
+// attempt's circuit. Its error is one of the body of the next attempt.
+func (c *call) attempt() (outcome, error) {
+	req, err := c.nextRequest()
+	if err != nil {
+		return outcome{}, err
+	}
+	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
+		closeBody(req)
+		return outcome{refused: &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}}, nil
+	}
+	cir := c.circuit()
+	if cir == nil {
+		c.attempts++
+		return c.send(req, c.attempts), nil
+	}
+	var out outcome
+	var panicked any
+	sent := false
+	_, err = cir.cb.Execute(func() (_ struct{}, err error) {
+		defer func() {
+			// A panic (in the base, a user class) counts neither way, and
+			// goes on once the circuit has its outcome: a half-open circuit
+			// must not wait for it forever, nor reopen for a bug.
+			if p := recover(); p != nil {
+				panicked, err = p, errExcluded
+			}
+		}()
+		sent = true
+		c.attempts++
+		out = c.send(req, c.attempts)
+		return struct{}{}, c.counts(out)
+	})
+	cir.flush(c.e.cfg.circuits.OnStateChange)
+	if panicked != nil {
+		panic(panicked)
+	}
+	if !sent {
+		closeBody(req)
+		out.refused = &CircuitOpenError{Circuit: cir.name, Err: err}
+	}
+	return out, nil
+}
+
+// counts is what an attempt counts for in its circuit: classified failures
+// count against it, answers for it, the caller's cancellation and other
+// errors neither way.
+func (c *call) counts(out outcome) error {
+	switch {
+	case c.ctx.Err() != nil:
+		return errExcluded
+	case out.class != "":
+		return errFailure
+	case out.err != nil:
+		return errExcluded
+	}
+	return nil
+}
+
+// send makes one attempt and classifies what it came to.
+func (c *call) send(req *http.Request, n int) outcome {
+	out := outcome{attempt: n}
+	if c.fn != nil {
+		out.err = callFn(c.ctx, c.pol.Timeout, c.fn)
+		out.class = c.classify(out)
+		return out
+	}
+	now := c.now
+	if n > 1 {
+		now = time.Now()
+	}
+	sent, span := c.e.obs.startAttempt(c.ctx, req, c.pol, n, now)
+	out.span = span
+	out.resp, out.err = c.e.send(sent, c.pol.Timeout)
+	out.class = c.classify(out)
+	c.e.obs.attemptDone(sent, c.pol, &out)
+	return out
+}
+
+// classify returns the class of an attempt's outcome; the caller's
+// cancellation has none.
+func (c *call) classify(out outcome) string {
+	switch {
+	case c.ctx.Err() != nil:
+		return ""
+	case c.e.anyError:
+		return classifyAny(c.snap.Classes(), out.resp, out.err)
+	}
+	return Classify(c.snap.Classes(), out.resp, out.err)
+}
+
+// circuit returns the circuit the next attempt goes through, or nil when
+// the snapshot has circuits off.
+func (c *call) circuit() *circuit {
+	b := c.snap.Breaker()
+	if !b.Enabled {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	if c.e.named == nil {
+		return c.up.circuitFor(c.up.key, b.Circuit(c.up.key), now)
+	}
+	name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
+	u := c.e.named.get([]byte(name), now)
+	return u.circuitFor(u.key, b.Circuit(u.key), now)
+}
+
+// circuitOpen reports whether the next attempt would be refused, so that a
+// retry never sleeps toward an open circuit.
+func (c *call) circuitOpen() bool {
+	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
+		return true
+	}
+	cir := c.circuit()
+	return cir != nil && cir.peek(c.e.cfg.circuits.OnStateChange) == gobreaker.StateOpen
+}
+
+// decide says what follows a failed attempt of a class the policy lists:
+// the delay before the next attempt, or the reason the call stops and the
+// error that stopped it, if any. A retry it allows is withdrawn from the
+// budget.
+func (c *call) decide(out outcome) (delay time.Duration, reason Reason, stop error) {
+	switch {
+	case out.attempt >= c.pol.Attempts:
+		return 0, ReasonAttempts, nil
+	case c.first != nil && !c.pol.RetryNonIdempotent && !idempotent(c.first) && !(out.err != nil && neverSent(out.err)):
+		return 0, ReasonNotIdempotent, nil
+	}
+	delay = c.pol.Delay(out.attempt, mrand.Float64())
+	now := time.Now()
+	if hint, ok := retryAfter(out.resp, now); ok {
+		if hint > c.pol.WaitMax {
+			return 0, ReasonRetryAfter, nil
+		}
+		delay = max(delay, hint)
+	}
+	if dl, ok := c.ctx.Deadline(); ok && dl.Sub(now) < delay {
+		return 0, ReasonDeadline, context.DeadlineExceeded
+	}
+	if c.circuitOpen() {
+		return 0, ReasonCircuitOpen, ErrCircuitOpen
+	}
+	if err := c.rewind(); err != nil {
+		return 0, ReasonBody, err
+	}
+	if c.lane != nil && !c.lane.budget.withdraw(c.pol, now) {
+		return 0, ReasonBudget, ErrBudgetExhausted
+	}
+	return delay, "", nil
+}
+
+// giveUp ends a call whose last failure is of a listed class: a response
+// is handed back as is; an error becomes a *RetryError.
+func (c *call) giveUp(out outcome, reason Reason, stop error) (*http.Response, error) {
+	closeReader(c.nextBody)
+	c.nextBody = nil
+	c.e.obs.fail(c.ctx, c.req, c.pol, out, reason)
+	out.span.end()
+	if out.resp != nil {
+		return out.resp, nil
+	}
+	return nil, &RetryError{Policy: policyName(c.pol), Attempts: out.attempt, Class: out.class, Reason: reason, Err: joinStop(out.err, stop)}
+}
+
+// sleep waits for d or until ctx ends, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+func policyName(p *policy.Policy) string {
+	if p.Name == "" {
+		return "default"
+	}
+	return p.Name
+}
+
+// permanentError marks an error that is never retried.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that no policy retries it, whatever its class:
+// a Retrier returns at once with err itself (the wrapper is removed), and a
+// transport's base may use it for errors it knows to be final. errors.Is
+// and errors.As see err through the wrapper. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+func isPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
