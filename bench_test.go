@@ -2,6 +2,7 @@ package rtx
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -113,5 +114,44 @@ func BenchmarkParseRetryAfter(b *testing.B) {
 	for b.Loop() {
 		ParseRetryAfter("120", now)
 		ParseRetryAfter(date, now)
+	}
+}
+
+// BenchmarkGETUpstreams is a first-try GET with the default settings
+// (budget on), with circuits off and on, cycling over 1, 1,000 and 100,000
+// upstreams whose state exists already: the cost must not grow with them.
+func BenchmarkGETUpstreams(b *testing.B) {
+	const withCircuits = benchSettings + `
+[default.resilience.circuit_breaker]
+enabled = true
+`
+	// "bare" is the base alone over the same requests: what memory costs
+	// the benchmark itself at each size.
+	for _, settings := range []struct{ name, doc string }{{"bare", benchSettings}, {"circuits=off", benchSettings}, {"circuits=on", withCircuits}} {
+		for _, n := range []int{1, 1000, 100000} {
+			b.Run(fmt.Sprintf("%s/upstreams=%d", settings.name, n), func(b *testing.B) {
+				var tr http.RoundTripper = New(testFactory(b, settings.doc), "api", WithBase(newSink()))
+				if settings.name == "bare" {
+					tr = newSink()
+				}
+				reqs := make([]*http.Request, n)
+				for i := range reqs {
+					reqs[i] = mustGet(b, fmt.Sprintf("http://host%d.api.test/items", i))
+					tr.RoundTrip(reqs[i])
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					resp, err := tr.RoundTrip(reqs[i])
+					if err != nil || resp.StatusCode != 200 {
+						b.Fatal(resp, err)
+					}
+					resp.Body.Close()
+					if i++; i == n {
+						i = 0
+					}
+				}
+			})
+		}
 	}
 }

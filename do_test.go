@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
@@ -316,5 +317,47 @@ func TestDoUserClass(t *testing.T) {
 	calls = 0
 	if err := Do(context.Background(), f, "connections", script(&calls, errQuota)); err != errQuota || calls != 1 {
 		t.Fatalf("got %v after %d calls, want the unlisted user class unchanged after 1", err, calls)
+	}
+}
+
+func TestRetrierPermanentAndWithPolicy(t *testing.T) {
+	f := testFactory(t, quick+"[default.resilience.retry.policies.five]\nattempts = 5\nwait_min_seconds = 0.001\nwait_max_seconds = 0.001\nexceptions = [\"HTTPException\"]\n")
+	r := NewRetrier(f, "quick")
+	reset := (netOpError{}).err()
+
+	calls := 0
+	err := r.Do(t.Context(), func(context.Context) error { calls++; return Permanent(reset) })
+	if calls != 1 || err != reset {
+		t.Errorf("Permanent: %d calls, err %v (want the cause itself, unwrapped)", calls, err)
+	}
+	wrapped := fmt.Errorf("saving: %w", Permanent(reset))
+	calls = 0
+	err = r.Do(t.Context(), func(context.Context) error { calls++; return wrapped })
+	if calls != 1 || err != wrapped || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("wrapped Permanent: %d calls, err %v", calls, err)
+	}
+
+	calls = 0
+	err = r.Do(WithPolicy(t.Context(), "five"), func(context.Context) error { calls++; return reset })
+	var re *RetryError
+	if calls != 5 || !errors.As(err, &re) || re.Policy != "five" {
+		t.Errorf("WithPolicy: %d calls, err %v", calls, err)
+	}
+	if err := r.Do(WithPolicy(t.Context(), "nope"), func(context.Context) error { t.Error("called"); return nil }); err == nil {
+		t.Error("an unknown policy name must fail before fn is called")
+	}
+}
+
+// A Retrier's budget stops a loop of failing calls from storming: its
+// upstream is the operation.
+func TestRetrierBudget(t *testing.T) {
+	doc := fmt.Sprintf(budgetPolicy, "budget_ratio = 0.1\nbudget_min_retries_per_sec = 0.1")
+	r := NewRetrier(testFactory(t, doc), "p", WithOperationName("inventory"))
+	calls := 0
+	for range 100 {
+		r.Do(t.Context(), func(context.Context) error { calls++; return (netOpError{}).err() })
+	}
+	if amp := float64(calls) / 100; amp > 1.2 {
+		t.Errorf("amplification %.2f: the Retrier's budget did not hold", amp)
 	}
 }
