@@ -235,10 +235,23 @@ func isConnectionError(err error) bool {
 			return true
 		}
 	}
-	// A write on a connection that the transport's reader already closed,
-	// on a reset or EOF from the peer: net/http reports the write's error.
 	var op *net.OpError
-	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "write" && errors.Is(op.Err, net.ErrClosed))
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return closedWrite(err)
+}
+
+// closedWrite reports a send on a connection that the transport's reader
+// had already closed, on a reset or EOF from the peer while the request
+// was being written: net.ErrClosed in a "write" *net.OpError, or in the
+// "readfrom" one of a body copied through io.ReaderFrom (which net/http
+// may wrap around the write's own *net.OpError).
+func closedWrite(err error) bool {
+	return walkErrors(err, func(e error) bool {
+		op, ok := e.(*net.OpError)
+		return ok && (op.Op == "write" || op.Op == "readfrom") && errors.Is(op.Err, net.ErrClosed)
+	})
 }
 
 func isCertificateError(err error) bool {

@@ -30,7 +30,7 @@ func TestH2ErrorShapes(t *testing.T) {
 		Code     uint32
 		Cause    error
 	}
-	closedWrite := &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}
+	closedConnWrite := &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}
 	cases := []struct {
 		name      string
 		err       error
@@ -45,7 +45,8 @@ func TestH2ErrorShapes(t *testing.T) {
 		{"goaway then close", wrap(http2.GoAwayError{LastStreamID: 5, ErrCode: http2.ErrCodeNo}), policy.ConnectionError, false},
 		{"goaway excluding every stream", wrap(http2.GoAwayError{LastStreamID: 0, ErrCode: http2.ErrCodeNo}), policy.ConnectionError, true},
 		{"pointer to a reset", wrap(&http2.StreamError{Code: http2.ErrCodeRefusedStream}), policy.ConnectionError, true},
-		{"write on a closed connection", wrap(closedWrite), policy.ConnectionError, false},
+		{"write on a closed connection", wrap(closedConnWrite), policy.ConnectionError, false},
+		{"body copy on a closed connection", wrap(&net.OpError{Op: "readfrom", Net: "tcp", Err: closedConnWrite}), policy.ConnectionError, false},
 		{"read on a closed connection", wrap(&net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}), "", false},
 		{"write reset by peer", wrap(&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNRESET)}), policy.ConnectionError, false},
 		{"lookalike", wrap(errWith{lookalike{StreamID: "3", Code: 7}}), "", false},

@@ -5,12 +5,21 @@ package rtx
 // Every retried body must arrive whole.
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/athomic-go/rtx/policy"
 )
 
 // withProcs runs the test with at least n procs, so that net/http's
@@ -71,4 +80,79 @@ func TestH2ResetDuringUploadReplaysWholeBody(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d uploads failed", failed, runs)
 	}
+}
+
+// TestUploadResetReplaysWholeBody: a 1 MiB PUT; the server reads about
+// 100 KiB, then resets the connection (RST). net/http reports it as
+// ECONNRESET, or as a write on the connection its reader already closed
+// (net.ErrClosed in a write *net.OpError), depending on which of its
+// goroutines notices first. Both are ConnectionError: every upload, with a
+// captured body or a GetBody, succeeds on a later attempt with the server
+// receiving the body byte for byte.
+func TestUploadResetReplaysWholeBody(t *testing.T) {
+	withProcs(t, 4)
+	const size = 1 << 20
+	data := payload(4, size)
+	want := sha256.Sum256(data)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := newFaultServer(t, func(w http.ResponseWriter, r *http.Request, call int) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		n := seen[r.URL.Path]
+		mu.Unlock()
+		if n == 1 {
+			io.CopyN(io.Discard, r.Body, 100<<10)
+			resetConn(t, w)
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil || sha256.Sum256(b) != want {
+			http.Error(w, "body damaged", http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "whole")
+	})
+	srv.Start()
+	base := &countingBase{base: cleanhttp.DefaultPooledTransport()}
+	client, _ := pooledClient(t, "quick", base)
+	const uploads = 100
+	for i := range uploads {
+		url := fmt.Sprintf("%s/u%d", srv.URL, i)
+		var req *http.Request
+		if i%2 == 0 {
+			req = plainRequest(t, url, data, i%4 == 0) // captured
+		} else {
+			req, _ = http.NewRequest("PUT", url, bytes.NewReader(data)) // GetBody
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		if body := readClose(t, resp); resp.StatusCode != 200 || body != "whole" {
+			t.Fatalf("upload %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := srv.calls.Load(); n < 2*uploads {
+		t.Fatalf("%d calls for %d uploads: some were never reset", n, uploads)
+	}
+	forms := map[string]int{}
+	base.mu.Lock()
+	defer base.mu.Unlock()
+	for _, err := range base.errs {
+		if c := Classify(nil, nil, err); c != policy.ConnectionError {
+			t.Errorf("%v: class %q, want ConnectionError", err, c)
+		}
+		switch {
+		case errors.Is(err, syscall.ECONNRESET):
+			forms["ECONNRESET"]++
+		case errors.Is(err, syscall.EPIPE):
+			forms["EPIPE"]++
+		case closedWrite(err) && errors.Is(err, net.ErrClosed):
+			forms["write on closed connection"]++
+		default:
+			forms[fmt.Sprintf("other (%T)", err)]++
+		}
+	}
+	t.Logf("reset forms over %d failed attempts: %v", len(base.errs), forms)
 }
