@@ -27,17 +27,32 @@ type bodyPools struct {
 // attempts can send it again: they read the captured prefix, then go on
 // reading (and capturing) the source where the earlier attempt stopped.
 //
-// Every attempt gets its own reader; starting a new attempt detaches the
-// readers of earlier ones, whose later reads fail, since net/http may still
-// be reading a request body after RoundTrip has returned.
+// Every attempt gets its own reader. While the source is still being read,
+// a new reader detaches the readers of earlier attempts, whose later reads
+// fail, since net/http may still be reading a request body after RoundTrip
+// has returned, and only one reader may go on into the source. Once the
+// capture is complete (the source at EOF, the whole body in chunks), new
+// readers detach nobody: every reader reads the immutable chunks on its
+// own, so several attempts may be in flight at once.
 //
 // The source is read without holding mu, so that a slow body (a pipe fed by
 // the caller) never blocks Close, the next attempt or the end of RoundTrip;
 // one read at a time, into the tail of the capture, which nobody else
-// touches. Closing the reader whose read is in flight closes the source, as
-// net/http expects Close to unblock a Read. The chunks go back to the pool
-// once every reader is closed, no read is in flight and the RoundTrip is
-// done.
+// touches.
+//
+// The source is closed once, when nothing more can read it: when it is
+// exhausted or failed and the RoundTrip is done, or when the RoundTrip is
+// done and the latest reader is closed, or when the last reference goes.
+// Closing a reader never closes the source while the RoundTrip may still
+// start an attempt that needs the rest of it: net/http's HTTP/2 client
+// closes an aborted stream's body on a goroutine of its own, possibly while
+// that stream's read of the source is in flight, and before RoundTrip
+// returns the reset that the next attempt retries. So a read stuck in a
+// stalled source is unblocked by Close only once the RoundTrip is done;
+// until then the next attempt waits for its bytes, which it needs anyway.
+//
+// The chunks go back to the pool once every reader is closed, no read is in
+// flight and the RoundTrip is done.
 type replay struct {
 	mu       sync.Mutex
 	cond     sync.Cond // on mu: a source read ended, or a reader closed
@@ -52,7 +67,9 @@ type replay struct {
 	refs     int   // open readers, an in-flight read, and one for the RoundTrip
 	gen      uint64
 	reading  *replayReader // whose source read is in flight, if any
+	latest   *replayReader // the reader made last, if any
 	srcDone  bool          // src has been (or is being) closed
+	rtDone   bool          // the RoundTrip's reference is dropped: no new readers
 }
 
 func (p *bodyPools) newReplay(src io.ReadCloser, max int64) *replay {
@@ -63,20 +80,38 @@ func (p *bodyPools) newReplay(src io.ReadCloser, max int64) *replay {
 	}
 	r.mu.Lock()
 	r.pools, r.src, r.max, r.refs = p, src, max, 1
-	r.n, r.eof, r.err, r.overflow, r.srcDone, r.reading = 0, false, nil, false, false, nil
+	r.n, r.eof, r.err, r.overflow, r.srcDone, r.rtDone = 0, false, nil, false, false, false
+	r.reading, r.latest = nil, nil
 	r.mu.Unlock()
 	return r
 }
 
-// reader detaches the readers of earlier attempts and returns a reader over
-// the whole body for the next one.
+// reader returns a reader over the whole body for the next attempt. While
+// the capture is incomplete it detaches the readers of earlier attempts;
+// over a complete capture they read on undisturbed.
 func (r *replay) reader() *replayReader {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.gen++
+	if !r.completeLocked() {
+		r.gen++
+		r.cond.Broadcast() // readers waiting on a read in flight are detached now
+	}
 	r.refs++
-	r.cond.Broadcast() // readers waiting on a read in flight are detached now
-	return &replayReader{r: r, gen: r.gen}
+	r.latest = &replayReader{r: r, gen: r.gen}
+	return r.latest
+}
+
+// getBody returns a reader for another send of the body, as a request's
+// GetBody does, or an error when the body cannot be sent whole again. An
+// attempt carrying it as its GetBody lets net/http resend a request that
+// its HTTP/2 client knows the server never processed (REFUSED_STREAM, a
+// GOAWAY above the request's stream) as it does for bodies with a GetBody,
+// instead of failing with an error that has no typed cause.
+func (r *replay) getBody() (io.ReadCloser, error) {
+	if !r.replayable() {
+		return nil, errBodyNotReplayed
+	}
+	return r.reader(), nil
 }
 
 // replayable reports whether another attempt can send the whole body.
@@ -86,12 +121,33 @@ func (r *replay) replayable() bool {
 	return r.err == nil && !r.overflow
 }
 
+// complete reports whether the whole body is captured: the source is at
+// EOF and nothing went past the cap. Readers made from now on detach no
+// other reader, so attempts may run concurrently (a hedge may be sent).
+func (r *replay) complete() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.completeLocked()
+}
+
+func (r *replay) completeLocked() bool { return r.eof && r.err == nil && !r.overflow }
+
+// finished reports whether nothing more can read the source: the
+// RoundTrip makes no more readers and the latest one is closed. Must be
+// called with r.mu held.
+func (r *replay) finished() bool {
+	return r.rtDone && (r.latest == nil || r.latest.closed)
+}
+
 // done drops the RoundTrip's reference. When the source is exhausted or
-// failed it is closed now; otherwise the last reader to close closes it.
+// failed, or the latest reader is already closed, it is closed now (which
+// unblocks a read stuck in it); otherwise the latest reader's Close, or
+// the last reference, closes it.
 func (r *replay) done() {
 	r.mu.Lock()
+	r.rtDone = true
 	var src io.Closer
-	if (r.eof || r.err != nil) && r.reading == nil {
+	if (r.eof || r.err != nil) && r.reading == nil || r.finished() {
 		src = r.takeSource()
 	}
 	if s := r.unref(); s != nil {
@@ -115,7 +171,7 @@ func (r *replay) unref() io.Closer {
 	}
 	r.chunks = r.chunks[:0]
 	pools := r.pools
-	r.pools = nil
+	r.pools, r.latest, r.reading = nil, nil, nil
 	pools.replays.Put(r) // gen keeps counting: stale readers stay detached
 	return src
 }
@@ -275,8 +331,9 @@ func (rr *replayReader) Close() error {
 	}
 	rr.closed = true
 	var src io.Closer
-	if r.reading == rr {
-		// Close must unblock a Read stuck in the source.
+	if r.finished() {
+		// Nothing can read the source any more: close it, which also
+		// unblocks a read stuck in it.
 		src = r.takeSource()
 	}
 	r.cond.Broadcast()

@@ -409,7 +409,10 @@ func knownMethod(m string) string {
 }
 
 // RedactURL renders u without userinfo and with every query value replaced
-// by "REDACTED" (keys are kept), so that it can be logged. The fragment is
+// by "REDACTED", so that it can be logged: keys with a value are kept
+// (sorted, one each), while bare parameters, which are values in all but
+// name ("?s3cr3t"), are replaced as a whole by one "REDACTED" after them.
+// A query that does not parse is "REDACTED" as a whole. The fragment is
 // dropped. A nil u is "".
 func RedactURL(u *url.URL) string {
 	if u == nil {
@@ -417,17 +420,38 @@ func RedactURL(u *url.URL) string {
 	}
 	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath, Opaque: u.Opaque}
 	if u.RawQuery != "" {
-		q, err := url.ParseQuery(u.RawQuery)
-		if err != nil {
-			r.RawQuery = "REDACTED"
-		} else {
-			for k := range q {
-				q[k] = []string{"REDACTED"}
-			}
-			r.RawQuery = q.Encode()
-		}
+		r.RawQuery = redactQuery(u.RawQuery)
 	}
 	return r.String()
+}
+
+func redactQuery(raw string) string {
+	q := url.Values{}
+	bare := false
+	for part := range strings.SplitSeq(raw, "&") {
+		key, _, hasValue := strings.Cut(part, "=")
+		switch {
+		case part == "":
+		case strings.Contains(part, ";"):
+			return "REDACTED" // url.ParseQuery's error
+		case !hasValue:
+			bare = true
+		default:
+			k, err := url.QueryUnescape(key)
+			if err != nil {
+				return "REDACTED"
+			}
+			q[k] = []string{"REDACTED"}
+		}
+	}
+	enc := q.Encode()
+	if bare {
+		if enc != "" {
+			enc += "&"
+		}
+		enc += "REDACTED"
+	}
+	return enc
 }
 
 // redactError renders err with the URL of any *url.Error in it redacted
