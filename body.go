@@ -54,22 +54,23 @@ type bodyPools struct {
 // The chunks go back to the pool once every reader is closed, no read is in
 // flight and the RoundTrip is done.
 type replay struct {
-	mu       sync.Mutex
-	cond     sync.Cond // on mu: a source read ended, or a reader closed
-	pools    *bodyPools
-	src      io.ReadCloser
-	chunks   []*chunk
-	n        int64 // bytes captured
-	max      int64 // capture cap
-	eof      bool  // src is exhausted: chunks hold the whole body
-	err      error // src failed: nothing can be sent again
-	overflow bool  // bytes past max were sent: the body streams once
-	refs     int   // open readers, an in-flight read, and one for the RoundTrip
-	gen      uint64
-	reading  *replayReader // whose source read is in flight, if any
-	latest   *replayReader // the reader made last, if any
-	srcDone  bool          // src has been (or is being) closed
-	rtDone   bool          // the RoundTrip's reference is dropped: no new readers
+	getBodyFn func() (io.ReadCloser, error) // r.getBody, for Request.GetBody
+	mu        sync.Mutex
+	cond      sync.Cond // on mu: a source read ended, or a reader closed
+	pools     *bodyPools
+	src       io.ReadCloser
+	chunks    []*chunk
+	n         int64 // bytes captured
+	max       int64 // capture cap
+	eof       bool  // src is exhausted: chunks hold the whole body
+	err       error // src failed: nothing can be sent again
+	overflow  bool  // bytes past max were sent: the body streams once
+	refs      int   // open readers, an in-flight read, and one for the RoundTrip
+	gen       uint64
+	reading   *replayReader // whose source read is in flight, if any
+	latest    *replayReader // the reader made last, if any
+	srcDone   bool          // src has been (or is being) closed
+	rtDone    bool          // the RoundTrip's reference is dropped: no new readers
 }
 
 func (p *bodyPools) newReplay(src io.ReadCloser, max int64) *replay {
@@ -77,6 +78,7 @@ func (p *bodyPools) newReplay(src io.ReadCloser, max int64) *replay {
 	if r == nil {
 		r = &replay{}
 		r.cond.L = &r.mu
+		r.getBodyFn = r.getBody // made once per pooled replay, not per request
 	}
 	r.mu.Lock()
 	r.pools, r.src, r.max, r.refs = p, src, max, 1

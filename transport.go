@@ -82,6 +82,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			c.rp = t.e.pools.newReplay(req.Body, t.e.cfg.maxReplay)
 			defer c.rp.done()
 			c.first = withBody(c.first, c.rp.reader())
+			// net/http resends a request itself when it can rewind the
+			// body (HTTP/2 REFUSED_STREAM, a GOAWAY that excluded it, a
+			// dead reused connection); without GetBody it gives up with
+			// an error that keeps no typed cause.
+			c.first.GetBody = c.rp.getBodyFn
 		}
 	}
 	c.begin(upstreamKey(&c.key, req))
