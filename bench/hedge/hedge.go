@@ -106,6 +106,10 @@ type Result struct {
 	Outage         Phase
 	OutageMeasured bool
 	Conns          int64 // TCP connections the server accepted, both phases
+	// Cancelled counts the attempts of both phases whose client went away
+	// before the answer (hedges that lost), counted once every handler
+	// has returned.
+	Cancelled int64
 }
 
 // Run runs both phases for kind on a fresh server and a fresh pooled base:
@@ -141,6 +145,7 @@ func Run(ctx context.Context, kind Kind, cfg Config) (Result, error) {
 	res.Steady.Attempts = srv.hits(0, n)
 	res.Shift.Attempts = srv.hits(n, 2*n)
 	res.Conns = srv.conns.Load()
+	res.Cancelled = srv.cancelled.Load()
 	return res, nil
 }
 
@@ -271,12 +276,13 @@ func Markdown(w io.Writer, results []Result) {
 			ms(r.Steady.P99)+failed(r.Steady), pct(r.Steady.Extra()),
 			ms(r.Shift.P99)+failed(r.Shift), pct(r.Shift.Extra()))
 	}
-	b.WriteString("\n| client (outage) | attempts per request | succeeded | p99 | attempts cancelled at the server |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: |\n")
+	header := "\n| client (outage) | attempts per request | succeeded | p99 | attempts cancelled at the server |\n| --- | ---: | ---: | ---: | ---: |\n"
 	for _, r := range results {
 		if r.Err != nil || !r.OutageMeasured {
 			continue
 		}
+		b.WriteString(header)
+		header = ""
 		o := r.Outage
 		fmt.Fprintf(&b, "| %s | %.2f | %d of %d | %s | %d |\n", r.Kind, o.Amplification(),
 			o.Requests-o.Failed, o.Requests, ms(o.P99), o.Cancelled)
@@ -298,11 +304,13 @@ func Text(w io.Writer, results []Result) {
 			ms(r.Shift.P50), ms(r.Shift.P99), pct(r.Shift.Extra()),
 			r.Steady.Failed+r.Shift.Failed, r.Conns)
 	}
-	fmt.Fprintf(w, "\n%-28s %14s %10s %10s %10s\n", "client (outage)", "attempts/req", "succeeded", "p99", "cancelled")
+	header := fmt.Sprintf("\n%-28s %14s %10s %10s %10s\n", "client (outage)", "attempts/req", "succeeded", "p99", "cancelled")
 	for _, r := range results {
 		if r.Err != nil || !r.OutageMeasured {
 			continue
 		}
+		io.WriteString(w, header)
+		header = ""
 		o := r.Outage
 		fmt.Fprintf(w, "%-28s %14.2f %10d %10s %10d\n", r.Kind, o.Amplification(), o.Requests-o.Failed, ms(o.P99), o.Cancelled)
 	}
@@ -315,8 +323,10 @@ func failed(p Phase) string {
 	return fmt.Sprintf(" (%d failed: %s)", p.Failed, oneLine(p.FirstErr))
 }
 
+// oneLine is err's first line, fit for a table cell.
 func oneLine(err error) string {
-	return strings.ReplaceAll(strings.ReplaceAll(err.Error(), "\n", " "), "|", "/")
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return strings.ReplaceAll(msg, "|", "/")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }

@@ -94,29 +94,29 @@ var RTXQuantile = Kind{Name: "rtx, hedge_quantile 0.95", New: func(base http.Rou
 	return rtxClient(base, attemptTimeout, "hedge_q95")
 }}
 
-// Settings returns the rtx settings document of the rtx kinds: the policies
-// "hedge_fixed" and "hedge_q95", each with the shared retry schedule, the
-// default retry budget and jitter, and timeout_seconds when attemptTimeout
-// is set.
-func Settings(attemptTimeout time.Duration) string {
-	common := fmt.Sprintf("attempts = %d\nwait_min_seconds = %g\nwait_max_seconds = %g\nmax_hedges = 1\n",
-		attempts, waitMin.Seconds(), waitMax.Seconds())
+// Settings returns the rtx settings document of one rtx kind: the policy
+// "hedge_fixed" (hedge_delay_seconds = FixedDelay) or "hedge_q95"
+// (hedge_quantile = 0.95 over a 2 ms floor), each with the shared retry
+// schedule, max_hedges = 1, the default retry budget and jitter, and
+// timeout_seconds when attemptTimeout is set.
+func Settings(name string, attemptTimeout time.Duration) string {
+	doc := fmt.Sprintf("[default.resilience.retry.policies.%s]\nattempts = %d\nwait_min_seconds = %g\nwait_max_seconds = %g\nmax_hedges = 1\n",
+		name, attempts, waitMin.Seconds(), waitMax.Seconds())
 	if attemptTimeout > 0 {
-		common += fmt.Sprintf("timeout_seconds = %g\n", attemptTimeout.Seconds())
+		doc += fmt.Sprintf("timeout_seconds = %g\n", attemptTimeout.Seconds())
 	}
-	return fmt.Sprintf(`
-[default.resilience.retry.policies.hedge_fixed]
-%shedge_delay_seconds = %g
-
-[default.resilience.retry.policies.hedge_q95]
-%shedge_delay_seconds = 0.002
-hedge_quantile = %g
-`, common, FixedDelay.Seconds(), common, quantile)
+	switch name {
+	case "hedge_fixed":
+		doc += fmt.Sprintf("hedge_delay_seconds = %g\n", FixedDelay.Seconds())
+	case "hedge_q95":
+		doc += fmt.Sprintf("hedge_delay_seconds = 0.002\nhedge_quantile = %g\n", quantile)
+	}
+	return doc
 }
 
 func rtxClient(base http.RoundTripper, attemptTimeout time.Duration, name string) (*http.Client, error) {
 	f := policy.NewFactory(nil)
-	if _, err := f.Update([]byte(Settings(attemptTimeout)), "toml", "hedge.toml"); err != nil {
+	if _, err := f.Update([]byte(Settings(name, attemptTimeout)), "toml", name+".toml"); err != nil {
 		return nil, err
 	}
 	if _, err := f.Policy(name); err != nil {
