@@ -5,8 +5,16 @@
 //   - GET (and parallel GET): rtx's time over bare at most half of the faster
 //     peer's time over bare;
 //   - GET answered on the first attempt: no allocation over bare;
-//   - streamed 64 KiB POST: bytes allocated over bare under 10% of the body.
+//   - streamed 64 KiB POST: bytes allocated over bare under 10% of the body;
+//   - first-try GET under rtx's default settings (BenchmarkFirstTry,
+//     BenchmarkFirstTryTimeout), circuits off ("rtx") and on
+//     ("rtx-circuits"): time over bare flat across 1, 1,000 and 100,000
+//     upstreams (at most 1.5 times the one-upstream figure, or 150 ns
+//     more when that is larger), at most half
+//     of go-retryablehttp's at every upstream count, no allocation over bare
+//     without a per-attempt timeout and at most two with one.
 //
+// Each group of checks runs when its benchmarks are in the input.
 // It prints one line per check and exits 1 if any fails. With -markdown it
 // first prints the medians as a Markdown table.
 //
@@ -27,8 +35,10 @@ import (
 
 const postSize = 64 << 10
 
-// line matches "BenchmarkGET/lib=rtx-2   20000   1234 ns/op ...".
-var line = regexp.MustCompile(`^Benchmark([^/\s]+)/lib=(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+// line matches "BenchmarkGET/lib=rtx-2   20000   1234 ns/op ..." and
+// "BenchmarkFirstTry/hosts=1000/lib=rtx-circuits-2   ...": the benchmark is
+// everything before "/lib=" ("FirstTry/hosts=1000").
+var line = regexp.MustCompile(`^Benchmark(\S+?)/lib=(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
 
 type key struct{ bench, lib, unit string }
 
@@ -50,8 +60,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if *md {
+	classic := has(med, "GET")
+	first := has(med, firstTryName(firstTry[0], firstTryHosts[0]))
+	if !classic && !first {
+		fmt.Fprintln(os.Stderr, "no benchmark of the bench package in", flag.Arg(0))
+		os.Exit(2)
+	}
+	if *md && classic {
 		table(os.Stdout, med)
+	}
+	if *md && first {
+		firstTryTable(os.Stdout, med)
 	}
 	ok := true
 	check := func(pass bool, format string, args ...any) {
@@ -68,6 +87,15 @@ func main() {
 			os.Exit(2)
 		}
 		return v
+	}
+	if first {
+		checkFirstTry(check, get)
+	}
+	if !classic {
+		if !ok {
+			os.Exit(1)
+		}
+		return
 	}
 	for _, bench := range []string{"GET", "GETNoTimeout", "GETParallel"} {
 		bare := get(bench, "bare", "ns/op")
@@ -153,4 +181,108 @@ func human(ns float64) string {
 		return fmt.Sprintf("%.1f µs", ns/1000)
 	}
 	return fmt.Sprintf("%.0f ns", ns)
+}
+
+// has reports whether the run holds bench for the bare transport.
+func has(med map[key]float64, bench string) bool {
+	_, ok := med[key{bench, "bare", "ns/op"}]
+	return ok
+}
+
+var (
+	firstTry      = []string{"FirstTry", "FirstTryTimeout"}
+	firstTryHosts = []int{1, 1000, 100000}
+	firstTryLibs  = []string{"bare", "rtx", "rtx-circuits", "retryablehttp"}
+	firstTryRTX   = []string{"rtx", "rtx-circuits"}
+)
+
+// A first-try cost counts as flat when its time over bare at 1,000 and
+// 100,000 upstreams exceeds the one-upstream figure by at most flatFactor
+// times, or by at most flatSlack when that is more: the spread between
+// passes on a shared machine is about ±30%, and a ratio of two small
+// differences swings further.
+const (
+	flatFactor = 1.5
+	flatSlack  = 150 // ns
+)
+
+func firstTryName(bench string, hosts int) string { return fmt.Sprintf("%s/hosts=%d", bench, hosts) }
+
+func hostsLabel(n int) string {
+	switch {
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	default:
+		return fmt.Sprint(n)
+	}
+}
+
+// checkFirstTry runs the first-try checks: one line per (benchmark, rtx
+// variant, target), each listing the figures at every upstream count.
+func checkFirstTry(check func(bool, string, ...any), get func(bench, lib, unit string) float64) {
+	var labels []string
+	for _, n := range firstTryHosts {
+		labels = append(labels, hostsLabel(n))
+	}
+	hosts := strings.Join(labels, " / ")
+	for _, bench := range firstTry {
+		for _, lib := range firstTryRTX {
+			name := fmt.Sprintf("%-15s %-12s", bench, lib)
+			var over, ratio, allocs []float64
+			for _, n := range firstTryHosts {
+				b := firstTryName(bench, n)
+				bare := get(b, "bare", "ns/op")
+				o := get(b, lib, "ns/op") - bare
+				over = append(over, o)
+				ratio = append(ratio, o/(get(b, "retryablehttp", "ns/op")-bare))
+				allocs = append(allocs, get(b, lib, "allocs/op")-get(b, "bare", "allocs/op"))
+			}
+			flat := true
+			for _, o := range over[1:] {
+				flat = flat && o <= max(flatFactor*over[0], over[0]+flatSlack)
+			}
+			check(flat, "%s flat: time over bare %s ns at %s upstreams (target: at most %.1fx or +%d ns the 1-upstream figure)",
+				name, join("%.0f", over), hosts, flatFactor, flatSlack)
+			check(slices.Max(ratio) <= 0.5, "%s time over bare / go-retryablehttp's: %s at %s upstreams (target <= 0.50)",
+				name, join("%.2f", ratio), hosts)
+			limit := 0.0
+			if bench == "FirstTryTimeout" {
+				limit = 2
+			}
+			check(slices.Max(allocs) <= limit, "%s allocations over bare: %s allocs/op at %s upstreams (target <= %+.0f)",
+				name, join("%+.0f", allocs), hosts, limit)
+		}
+	}
+}
+
+func join(format string, vs []float64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf(format, v)
+	}
+	return strings.Join(parts, " / ")
+}
+
+// firstTryTable writes the first-try medians: one row per (benchmark,
+// upstream count), one column per transport, each cell "ns/op · B/op ·
+// allocs/op".
+func firstTryTable(w io.Writer, med map[key]float64) {
+	fmt.Fprintf(w, "| first try (median ns/op · B/op · allocs/op) | upstreams | %s |\n", strings.Join(firstTryLibs, " | "))
+	fmt.Fprintf(w, "| --- | ---: |%s\n", strings.Repeat(" ---: |", len(firstTryLibs)))
+	for _, bench := range firstTry {
+		for _, n := range firstTryHosts {
+			b := firstTryName(bench, n)
+			fmt.Fprintf(w, "| %s | %s |", bench, hostsLabel(n))
+			for _, l := range firstTryLibs {
+				ns, ok := med[key{b, l, "ns/op"}]
+				if !ok {
+					fmt.Fprint(w, " – |")
+					continue
+				}
+				fmt.Fprintf(w, " %s · %.0f B · %.0f |", human(ns), med[key{b, l, "B/op"}], med[key{b, l, "allocs/op"}])
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintln(w)
 }
