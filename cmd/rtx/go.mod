@@ -2,10 +2,8 @@ module github.com/athomic-go/rtx/cmd/rtx
 
 go 1.25.0
 
-replace github.com/athomic-go/rtx => ../..
-
 require (
-	github.com/athomic-go/rtx v0.0.0-00010101000000-000000000000
+	github.com/athomic-go/rtx v0.1.0
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/goleak v1.3.0
 	gonum.org/v1/plot v0.17.0
