@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/athomic-go/rtx"
+	"github.com/athomic-go/rtx/policy"
 )
 
 type getFlags struct {
@@ -65,7 +67,12 @@ status of 400 or more). It exits 1 when the request fails with an error.`,
 func runGet(cmd *cobra.Command, sf *settingsFlags, gf *getFlags, rawURL string) error {
 	stderr := cmd.ErrOrStderr()
 	f, err := sf.load()
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, fs.ErrNotExist) && !cmd.Flag("config").Changed:
+		// No settings file where none was asked for: a quick try needs none.
+		f = policy.NewFactory(nil)
+		fmt.Fprintf(stderr, "rtx: no %s here: using the built-in default policy (--config FILE for yours)\n", sf.config)
+	case err != nil:
 		printFindings(stderr, loadFindings(err))
 		return failed(err)
 	}
