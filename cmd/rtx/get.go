@@ -43,7 +43,10 @@ the final response body to standard output.
 Attempt lines never show header values or the URL's query values (they read
 REDACTED), nor userinfo. Like curl, get does not follow redirects unless -L is
 given, and exits 0 on any HTTP response unless --fail is given (then 1 on a
-status of 400 or more). It exits 1 when the request fails with an error.`,
+status of 400 or more). It exits 1 when the request fails with an error.
+
+Without --config and with no settings.toml in the working directory, get
+uses the built-in default policy and says so on standard error.`,
 		Example: `  rtx get -c settings.toml -p fast_retry http://localhost:8080/health
   rtx get -c settings.toml -X PUT -d '{"n":1}' \
       -H 'Content-Type: application/json' http://localhost:8080/items/1
