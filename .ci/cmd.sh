@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Checks the rtx command, a Go module of its own (cobra and gonum stay out of
-# the library's go.mod): vet, then the race tests.
+# the library's go.mod): vet, then the race tests, built against the library
+# in this checkout through cmd/rtx/go.work.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# The command's go.mod replaces the library with the working tree, so a new
-# dependency of the library needs a go.sum line here too: -mod=mod lets the
-# go command add it instead of failing; "go mod tidy" in cmd/rtx records it.
-export GOFLAGS="$(go env GOFLAGS) -mod=mod"
-cd cmd/rtx && go vet ./... && go test -race -count=1 ./...
+cd "$(dirname "$0")/../cmd/rtx"
+# go.mod must stay free of replace directives: "go install
+# github.com/athomic-go/rtx/cmd/rtx@version" refuses a module that has one.
+# The local library comes from go.work, which that form ignores.
+if grep -Eq '^[[:space:]]*replace([[:space:]]|\()' go.mod; then
+  echo "cmd/rtx/go.mod has a replace directive; put it in cmd/rtx/go.work" >&2
+  exit 1
+fi
+export GOWORK="$PWD/go.work"
+go vet ./... && go test -race -count=1 ./...

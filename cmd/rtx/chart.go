@@ -8,23 +8,36 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// Chart geometry: one row per policy, the delays on the left and the
-// cumulative time on the right.
+// Chart geometry. Each policy is a block, top to bottom: a heading, the two
+// panels side by side (the delays on the left, the cumulative time on the
+// right), each panel's legend under it, outside the data, and the policy's
+// warnings. Both panels have a logarithmic time axis labelled in durations,
+// so a 100 ms policy and a 5 min one are read the same way, and the first
+// retries of a long policy are not flattened by its last ones.
 const (
-	chartWidth     = 26 * vg.Centimeter
-	chartRowHeight = 8 * vg.Centimeter
-	bandHalfWidth  = 0.3  // of a retry's slot on the x axis
-	headroom       = 1.35 // y axis above the data, where the legend goes
+	chartWidth    = 26 * vg.Centimeter
+	chartMargin   = 5 * vg.Millimeter
+	captionHeight = 9 * vg.Millimeter
+	headingHeight = 8 * vg.Millimeter
+	panelHeight   = 7 * vg.Centimeter
+	legendHeight  = 15 * vg.Millimeter
+	noteLine      = 4.2 * vg.Millimeter // one line of a warning
+	blockGap      = 6 * vg.Millimeter
+	bandHalfWidth = 0.3 // of a retry's slot on the x axis
+	noteWidth     = 150 // characters per line of a warning on the picture
 )
 
 var (
@@ -32,31 +45,20 @@ var (
 	bandEdge    = color.RGBA{R: 0x31, G: 0x6b, B: 0xa8, A: 0xff}
 	medianColor = color.RGBA{R: 0x0b, G: 0x2e, B: 0x59, A: 0xff}
 	worstColor  = color.RGBA{R: 0xc0, G: 0x1c, B: 0x28, A: 0xff}
-	typColor    = color.RGBA{R: 0xe6, G: 0x8a, B: 0x00, A: 0xff}
-	bestColor   = color.RGBA{R: 0x2a, G: 0x8a, B: 0x3e, A: 0xff}
+	typColor    = color.RGBA{R: 0xf0, G: 0xa0, B: 0x30, A: 0xff}
+	bestColor   = color.RGBA{R: 0x1e, G: 0x6e, B: 0x32, A: 0xff}
+	warnColor   = color.RGBA{R: 0x9a, G: 0x3b, B: 0x00, A: 0xff}
 )
 
-// unit is the time unit of a chart's y axis.
-type unit struct {
-	name string
-	d    time.Duration
+// A chartRow is one policy's block of the picture: its schedule and the
+// findings printed under it, as plan prints them under its table.
+type chartRow struct {
+	Schedule schedule
+	Findings []finding
 }
 
-// unitFor picks the unit that keeps the policy's longest time readable.
-func unitFor(longest time.Duration) unit {
-	switch {
-	case longest >= 2*time.Minute:
-		return unit{"minutes", time.Minute}
-	case longest >= 2*time.Second:
-		return unit{"seconds", time.Second}
-	}
-	return unit{"milliseconds", time.Millisecond}
-}
-
-func (u unit) of(d time.Duration) float64 { return float64(d) / float64(u.d) }
-
-// writeChartFile draws the schedules into path as "svg" or "png".
-func writeChartFile(path, format string, scheds []schedule) (err error) {
+// writeChartFile draws the rows into path as "svg" or "png".
+func writeChartFile(path, format, caption string, rows []chartRow) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -66,23 +68,40 @@ func writeChartFile(path, format string, scheds []schedule) (err error) {
 			err = cerr
 		}
 	}()
-	return writeChart(f, format, scheds)
+	return writeChart(f, format, caption, rows)
 }
 
-// writeChart draws the schedules as an SVG or PNG image into w.
-func writeChart(w io.Writer, format string, scheds []schedule) error {
-	if len(scheds) == 0 {
+// notes returns the wrapped lines of a row's findings.
+func (r chartRow) notes() []string {
+	var lines []string
+	for _, f := range r.Findings {
+		w := wrap(f.Message+" ["+f.Check+"]", f.Severity.String()+": ", "    ", noteWidth)
+		lines = append(lines, strings.Split(strings.TrimRight(w, "\n"), "\n")...)
+	}
+	return lines
+}
+
+// height is the height of a row's block.
+func (r chartRow) height() vg.Length {
+	h := headingHeight + panelHeight + legendHeight
+	if n := len(r.notes()); n > 0 {
+		h += vg.Length(n)*noteLine + 2*vg.Millimeter
+	}
+	return h
+}
+
+// writeChart draws the rows as an SVG or PNG image into w, under caption.
+func writeChart(w io.Writer, format, caption string, rows []chartRow) error {
+	if len(rows) == 0 {
 		return errors.New("no policy to draw")
 	}
-	plots := make([][]*plot.Plot, len(scheds))
-	for i, s := range scheds {
-		d, c, err := policyPlots(s)
-		if err != nil {
-			return fmt.Errorf("drawing %s: %w", s.Name, err)
+	h := 2*chartMargin + captionHeight
+	for i, r := range rows {
+		if i > 0 {
+			h += blockGap
 		}
-		plots[i] = []*plot.Plot{d, c}
+		h += r.height()
 	}
-	h := chartRowHeight * vg.Length(len(scheds))
 	var canvas interface {
 		vg.CanvasSizer
 		io.WriterTo
@@ -96,159 +115,261 @@ func writeChart(w io.Writer, format string, scheds []schedule) error {
 		return fmt.Errorf("unknown image format %q (want svg or png)", format)
 	}
 	dc := draw.New(canvas)
-	if format == "png" { // the PNG canvas starts transparent
-		dc.SetColor(color.White)
-		dc.Fill(dc.Rectangle.Path())
-	}
-	tiles := draw.Tiles{
-		Rows: len(scheds), Cols: 2,
-		PadX: vg.Centimeter, PadY: vg.Centimeter,
-		PadTop: vg.Millimeter * 3, PadBottom: vg.Millimeter * 3,
-		PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 3,
-	}
-	cs := plot.Align(plots, tiles, dc)
-	for i := range plots {
-		for j := range plots[i] {
-			plots[i][j].Draw(cs[i][j])
+	dc.SetColor(color.White) // the PNG canvas starts transparent
+	dc.Fill(dc.Rectangle.Path())
+
+	left, right := chartMargin, chartWidth-chartMargin
+	top := h - chartMargin
+	dc.FillText(textStyle(13, color.Black), vg.Point{X: left, Y: top}, caption)
+	top -= captionHeight
+	for i, r := range rows {
+		if i > 0 {
+			top -= blockGap
 		}
+		if err := drawRow(dc, r, left, right, top); err != nil {
+			return fmt.Errorf("drawing %s: %w", r.Schedule.Name, err)
+		}
+		top -= r.height()
 	}
 	_, err := canvas.WriteTo(w)
 	return err
 }
 
-// policyPlots returns the two panels of one policy: the delay band of each
-// retry with its median, and the cumulative time to give up.
-func policyPlots(s schedule) (delays, cumulative *plot.Plot, err error) {
-	p := s.Policy
-	delays, cumulative = plot.New(), plot.New()
-	for _, pl := range []*plot.Plot{delays, cumulative} {
-		pl.Title.TextStyle.Font.Size = vg.Points(11)
-		pl.Y.Min = 0
-		pl.Y.Tick.Marker = niceTicks{}
-		pl.Legend.Top, pl.Legend.Left = true, true
-		pl.Legend.TextStyle.Font.Size = vg.Points(9)
-		pl.Add(plotter.NewGrid())
+// textStyle is the picture's text in size points, left and top aligned.
+func textStyle(size float64, c color.Color) text.Style {
+	return text.Style{
+		Color:   c,
+		Font:    font.From(plot.DefaultFont, vg.Points(size)),
+		XAlign:  draw.XLeft,
+		YAlign:  draw.YTop,
+		Handler: plot.DefaultTextHandler,
 	}
-	delays.Title.Text = fmt.Sprintf("%s: delay before retry n (%s, %s..%s, backoff %s, %s)",
-		s.Name, plural(p.Attempts, "attempt"), fmtDur(p.WaitMin), fmtDur(p.WaitMax), fmtNum(p.Backoff), jitterText(p.Jitter))
-	if len(s.Steps) == 0 {
-		delays.Title.Text = s.Name + ": 1 attempt, no retries"
-		cumulative.Title.Text = s.Name + ": gives up when its one attempt fails"
-		for _, pl := range []*plot.Plot{delays, cumulative} {
-			pl.X.Min, pl.X.Max, pl.Y.Max = 0, 1, 1
-			pl.HideAxes()
-		}
-		return delays, cumulative, nil
-	}
-	u := unitFor(s.GiveUpWorst)
+}
 
-	// Delay bands: min..max per retry, the median as a thick bar.
-	delays.X.Label.Text = "retry n"
-	delays.Y.Label.Text = u.name
-	delays.X.Min, delays.X.Max = 0.5, float64(len(s.Steps))+0.5
+// region is the part of dc between x0 and x1, y0 (bottom) and y1 (top).
+func region(dc draw.Canvas, x0, x1, y0, y1 vg.Length) draw.Canvas {
+	return draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: x0, Y: y0}, Max: vg.Point{X: x1, Y: y1}}}
+}
+
+// drawRow draws one policy's block with its top edge at top.
+func drawRow(dc draw.Canvas, r chartRow, left, right, top vg.Length) error {
+	s := r.Schedule
+	p := s.Policy
+	timeout := "no timeout"
+	if p.Timeout > 0 {
+		timeout = "timeout " + fmtDur(p.Timeout) + " per attempt"
+	}
+	heading := fmt.Sprintf("%s: %s, wait %s..%s, backoff %s, %s, %s", s.Name, plural(p.Attempts, "attempt"),
+		fmtDur(p.WaitMin), fmtDur(p.WaitMax), fmtNum(p.Backoff), jitterText(p.Jitter), timeout)
+	if len(s.Steps) == 0 {
+		heading = s.Name + ": 1 attempt, no retries: gives up when its one attempt fails"
+	}
+	dc.FillText(textStyle(12, color.Black), vg.Point{X: left, Y: top}, heading)
+	y := top - headingHeight
+	if len(s.Steps) > 0 {
+		mid := (left + right) / 2
+		delays, dLegend, err := delayPlot(s)
+		if err != nil {
+			return err
+		}
+		cumulative, cLegend, err := cumulativePlot(s)
+		if err != nil {
+			return err
+		}
+		const pad = 4 * vg.Millimeter
+		delays.Draw(region(dc, left, mid-pad, y-panelHeight, y))
+		cumulative.Draw(region(dc, mid+pad, right, y-panelHeight, y))
+		legendTop := y - panelHeight - 2*vg.Millimeter
+		dLegend.Draw(region(dc, left+vg.Centimeter, mid-pad, legendTop-legendHeight, legendTop))
+		cLegend.Draw(region(dc, mid+pad+vg.Centimeter, right, legendTop-legendHeight, legendTop))
+	}
+	y -= panelHeight + legendHeight
+	if notes := r.notes(); len(notes) > 0 {
+		y -= 2 * vg.Millimeter
+		for _, line := range notes {
+			dc.FillText(textStyle(9, warnColor), vg.Point{X: left, Y: y}, line)
+			y -= noteLine
+		}
+	}
+	return nil
+}
+
+// newPanel returns a plot with a logarithmic time axis from lo to hi
+// seconds, labelled in durations.
+func newPanel(title string, lo, hi float64) *plot.Plot {
+	pl := plot.New()
+	pl.Title.Text = title
+	pl.Title.TextStyle.Font.Size = vg.Points(11)
+	pl.Y.Scale = plot.LogScale{}
+	pl.Y.Tick.Marker = durationTicks{}
+	pl.Y.Label.Text = "time (log scale)"
+	// Room around the data so that no mark sits on the frame.
+	pl.Y.Min, pl.Y.Max = lo/1.6, hi*1.6
+	pl.Add(plotter.NewGrid())
+	return pl
+}
+
+// newLegend returns a legend for drawing under a panel, its entries one
+// under the other.
+func newLegend() plot.Legend {
+	l := plot.NewLegend()
+	l.TextStyle.Font.Size = vg.Points(9)
+	l.Top, l.Left = true, true
+	l.ThumbnailWidth = vg.Points(28)
+	l.Padding = vg.Points(3)
+	return l
+}
+
+// delayPlot draws the delay band of each retry (min..max) with its median.
+func delayPlot(s schedule) (*plot.Plot, plot.Legend, error) {
+	lo, hi := s.Steps[0].Min.Seconds(), s.Steps[0].Max.Seconds()
+	for _, st := range s.Steps {
+		lo, hi = math.Min(lo, st.Min.Seconds()), math.Max(hi, st.Max.Seconds())
+	}
+	pl := newPanel("delay before retry n", lo, hi)
+	pl.X.Label.Text = "retry n"
+	pl.X.Min, pl.X.Max = 0.5, float64(len(s.Steps))+0.5
 	var ticks []plot.Tick
 	var band *plotter.Polygon
 	var median *plotter.Line
 	for _, st := range s.Steps {
 		x := float64(st.Retry)
 		ticks = append(ticks, plot.Tick{Value: x, Label: strconv.Itoa(st.Retry)})
-		lo, hi := u.of(st.Min), u.of(st.Max)
+		lo, hi := st.Min.Seconds(), st.Max.Seconds()
+		var err error
 		band, err = plotter.NewPolygon(plotter.XYs{
 			{X: x - bandHalfWidth, Y: lo}, {X: x + bandHalfWidth, Y: lo},
 			{X: x + bandHalfWidth, Y: hi}, {X: x - bandHalfWidth, Y: hi},
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, plot.Legend{}, err
 		}
 		band.Color = bandFill
 		band.LineStyle.Color = bandEdge
 		band.LineStyle.Width = vg.Points(0.75)
-		m := u.of(st.Median)
+		m := st.Median.Seconds()
 		median, err = plotter.NewLine(plotter.XYs{{X: x - bandHalfWidth, Y: m}, {X: x + bandHalfWidth, Y: m}})
 		if err != nil {
-			return nil, nil, err
+			return nil, plot.Legend{}, err
 		}
 		median.LineStyle.Color = medianColor
 		median.LineStyle.Width = vg.Points(2.5)
-		delays.Add(band, median)
+		pl.Add(band, median)
 	}
-	delays.X.Tick.Marker = plot.ConstantTicks(ticks)
-	delays.Y.Max = headroom * u.of(s.Steps[len(s.Steps)-1].Max) // the longest delay is the last one's
-	delays.Legend.Add("delay min..max", band)
-	delays.Legend.Add("median", median)
-
-	// Cumulative time: when retry n starts, and when the policy gives up.
-	worstName := "worst (every attempt runs to its " + fmtDur(p.Timeout) + " timeout)"
-	worstTitle := fmtDur(s.GiveUpWorst)
-	if s.Unbounded {
-		worstName = "worst (delays only: no timeout, attempt time unbounded)"
-		worstTitle += " + attempt time"
-	}
-	cumulative.Title.Text = fmt.Sprintf("%s: time until retry n starts, gives up (worst %s)", s.Name, worstTitle)
-	cumulative.X.Label.Text = "retry n"
-	cumulative.Y.Label.Text = u.name
-	last := float64(len(s.Steps) + 1)
-	cumulative.X.Min, cumulative.X.Max = 0, last
-	cticks := []plot.Tick{{Value: 0, Label: "start"}}
-	cticks = append(cticks, ticks...)
-	cticks = append(cticks, plot.Tick{Value: last, Label: "give up"})
-	cumulative.X.Tick.Marker = plot.ConstantTicks(cticks)
-	cumulative.Y.Max = headroom * u.of(s.GiveUpWorst)
-	series := []struct {
-		name  string
-		color color.Color
-		dash  []vg.Length
-		at    func(step) time.Duration
-		end   time.Duration
-	}{
-		{worstName, worstColor, nil, func(st step) time.Duration { return st.Worst }, s.GiveUpWorst},
-		{"typical (median delays)", typColor, []vg.Length{vg.Points(6), vg.Points(3)}, func(st step) time.Duration { return st.Typical }, s.GiveUpTypical},
-		{"best (shortest delays)", bestColor, []vg.Length{vg.Points(2), vg.Points(2)}, func(st step) time.Duration { return st.Best }, s.GiveUpBest},
-	}
-	for _, se := range series {
-		xys := plotter.XYs{{X: 0, Y: 0}}
-		for _, st := range s.Steps {
-			xys = append(xys, plotter.XY{X: float64(st.Retry), Y: u.of(se.at(st))})
-		}
-		xys = append(xys, plotter.XY{X: last, Y: u.of(se.end)})
-		l, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
-			return nil, nil, err
-		}
-		l.LineStyle.Color, l.LineStyle.Width, l.LineStyle.Dashes = se.color, vg.Points(1.5), se.dash
-		pts.GlyphStyle.Color, pts.GlyphStyle.Radius, pts.GlyphStyle.Shape = se.color, vg.Points(2), draw.CircleGlyph{}
-		cumulative.Add(l, pts)
-		cumulative.Legend.Add(se.name, l, pts)
-	}
-	return delays, cumulative, nil
+	pl.X.Tick.Marker = plot.ConstantTicks(ticks)
+	l := newLegend()
+	l.Add("delay, min..max (a bar alone: every draw gives the same delay)", band)
+	l.Add("median delay", median)
+	return pl, l, nil
 }
 
-// niceTicks labels an axis every 1, 2 or 5 times a power of ten, about five
-// labels over the range, with no needless decimals; plot's default often
-// labels only the two ends.
-type niceTicks struct{}
+// cumulativePlot draws when each retry starts and when the policy gives
+// up: worst, typical and best. Lines that coincide stay visible: the
+// typical line is wide and pale and drawn first, the best one thin and
+// dark on top, each with its own marker, and the legend says when two are
+// the same.
+func cumulativePlot(s schedule) (*plot.Plot, plot.Legend, error) {
+	p := s.Policy
+	first := s.Steps[0]
+	pl := newPanel("time until retry n starts, and until it gives up", first.Best.Seconds(), s.GiveUpWorst.Seconds())
+	pl.X.Label.Text = "retry n"
+	last := float64(len(s.Steps) + 1)
+	pl.X.Min, pl.X.Max = 0.5, last+0.5
+	var ticks []plot.Tick
+	for _, st := range s.Steps {
+		ticks = append(ticks, plot.Tick{Value: float64(st.Retry), Label: strconv.Itoa(st.Retry)})
+	}
+	ticks = append(ticks, plot.Tick{Value: last, Label: "give up"})
+	pl.X.Tick.Marker = plot.ConstantTicks(ticks)
+
+	worstName := "worst: every attempt runs to its " + fmtDur(p.Timeout) + " timeout, longest delays"
+	if s.Unbounded {
+		worstName = "worst: longest delays (no timeout: attempt time unbounded, not counted)"
+	}
+	typName := "typical: attempts fail at once, median delays"
+	same := true
+	for _, st := range s.Steps {
+		same = same && st.Typical == st.Best
+	}
+	if same {
+		typName += " (here the same as best)"
+	}
+	series := []struct {
+		name   string
+		color  color.Color
+		width  vg.Length
+		dash   []vg.Length
+		glyph  draw.GlyphDrawer
+		radius vg.Length
+		at     func(step) time.Duration
+		end    time.Duration
+	}{ // in drawing order: the widest first
+		{typName, typColor, vg.Points(5), nil, draw.BoxGlyph{}, vg.Points(4.5), func(st step) time.Duration { return st.Typical }, s.GiveUpTypical},
+		{worstName, worstColor, vg.Points(1.5), []vg.Length{vg.Points(5), vg.Points(2.5)}, draw.CircleGlyph{}, vg.Points(2.5), func(st step) time.Duration { return st.Worst }, s.GiveUpWorst},
+		{"best: attempts fail at once, shortest delays", bestColor, vg.Points(1.2), nil, draw.TriangleGlyph{}, vg.Points(2.5), func(st step) time.Duration { return st.Best }, s.GiveUpBest},
+	}
+	l := newLegend()
+	entries := make([][2]plot.Thumbnailer, len(series))
+	for i, se := range series {
+		var xys plotter.XYs
+		for _, st := range s.Steps {
+			xys = append(xys, plotter.XY{X: float64(st.Retry), Y: se.at(st).Seconds()})
+		}
+		xys = append(xys, plotter.XY{X: last, Y: se.end.Seconds()})
+		line, pts, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, plot.Legend{}, err
+		}
+		line.LineStyle.Color, line.LineStyle.Width, line.LineStyle.Dashes = se.color, se.width, se.dash
+		pts.GlyphStyle.Color, pts.GlyphStyle.Radius, pts.GlyphStyle.Shape = se.color, se.radius, se.glyph
+		pl.Add(line, pts)
+		entries[i] = [2]plot.Thumbnailer{line, pts}
+	}
+	for _, i := range []int{1, 0, 2} { // worst, typical, best: top to bottom as on the plot
+		l.Add(series[i].name, entries[i][0], entries[i][1])
+	}
+	return pl, l, nil
+}
+
+// durationTicks labels a logarithmic time axis in seconds at round
+// durations (100ms, 200ms, 500ms, 1s, 2s, 5s, 10s, 30s, 1m, 2m, 5m, ...),
+// with unlabelled ticks at each 1..9 times a power of ten between.
+type durationTicks struct{}
+
+// roundDurations are the labelled values of durationTicks.
+var roundDurations = func() []time.Duration {
+	var ds []time.Duration
+	for _, unit := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond} {
+		ds = append(ds, unit, 2*unit, 5*unit)
+	}
+	for _, unit := range []time.Duration{time.Second, time.Minute} {
+		ds = append(ds, unit, 2*unit, 5*unit, 10*unit, 30*unit)
+	}
+	return append(ds, time.Hour, 2*time.Hour, 5*time.Hour, 10*time.Hour, 24*time.Hour)
+}()
 
 // Ticks implements plot.Ticker.
-func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
-	if !(hi > lo) {
-		return []plot.Tick{{Value: lo, Label: trimFloat(lo, 3)}}
-	}
-	raw := (hi - lo) / 5
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag
-	for _, m := range []float64{1, 2, 5, 10} {
-		if step = m * mag; step >= raw {
-			break
-		}
+func (durationTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) || lo <= 0 {
+		return []plot.Tick{{Value: lo, Label: fmtDur(secondsDur(lo))}}
 	}
 	var ticks []plot.Tick
-	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
-		ticks = append(ticks, plot.Tick{Value: v, Label: trimFloat(v, 6)})
-		for i := 1; i < 5; i++ { // minor ticks
-			if m := v + step*float64(i)/5; m <= hi {
-				ticks = append(ticks, plot.Tick{Value: m})
+	for _, d := range roundDurations {
+		if v := d.Seconds(); v >= lo && v <= hi {
+			ticks = append(ticks, plot.Tick{Value: v, Label: fmtDur(d)})
+		}
+	}
+	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
+		for m := 1; m < 10; m++ {
+			if v := float64(m) * math.Pow(10, e); v >= lo && v <= hi {
+				ticks = append(ticks, plot.Tick{Value: v})
 			}
 		}
 	}
 	return ticks
+}
+
+// secondsDur converts seconds to a duration, rounded to the millisecond.
+func secondsDur(s float64) time.Duration {
+	return time.Duration(math.Round(s*1000)) * time.Millisecond
 }

@@ -52,6 +52,7 @@ disabled every policy is one attempt and has nothing to warn about. Use
 func runCheck(cmd *cobra.Command, sf *settingsFlags, cf *checkFlags) error {
 	out := cmd.OutOrStdout()
 	var fs []finding
+	writeTables(out, sf)
 	f, err := sf.load()
 	if err != nil {
 		fs = loadFindings(err)

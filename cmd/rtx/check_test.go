@@ -18,6 +18,8 @@ func TestCheckExitCodes(t *testing.T) {
 	}{
 		{"good", []string{"--config", "testdata/good.toml"}, 0, []string{"0 errors, 0 warnings"}},
 		{"good strict", []string{"--config", "testdata/good.toml", "--strict"}, 0, nil},
+		{"the examples' settings, strict", []string{"--config", "../../examples/settings.toml", "--strict"}, 0, []string{"0 errors, 0 warnings"}},
+		{"the examples' settings, production", []string{"--config", "../../examples/settings.toml", "--env", "production", "--strict"}, 0, []string{"0 errors, 0 warnings"}},
 		{"warnings", []string{"--config", "testdata/seed.toml"}, 0, []string{
 			`warning: testdata/seed.toml: retry policy "long_retry": gives up after 20m15s of delays at worst`,
 			"[no-timeout]", "[capped]", "0 errors, 2 warnings",
@@ -120,5 +122,59 @@ func TestLintMeshIsQuiet(t *testing.T) {
 	r := run(t, "check", "--config", path, "--strict")
 	if r.code != 0 {
 		t.Errorf("mesh mode: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestCheckSaysWhichTablesItRead(t *testing.T) {
+	for _, tc := range []struct {
+		name, toml string
+		env        string
+		want       []string
+	}{
+		{"environments", `
+[default.resilience.retry.policies.fast_retry]
+attempts = 2
+timeout_seconds = 1
+[default.resilience.circuit_breaker]
+enabled = true
+[production.resilience.retry.policies.fast_retry]
+attempts = 3
+[app]
+port = 8080
+`, "", []string{
+			"read: [default.resilience.retry] (policies fast_retry), [default.resilience.circuit_breaker]",
+			"not read, for --env production: [production.resilience.retry] (policies fast_retry)",
+		}},
+		{"environment selected", `
+[default.resilience.retry.policies.fast_retry]
+attempts = 2
+timeout_seconds = 1
+[production.resilience.retry.policies.fast_retry]
+attempts = 3
+`, "production", []string{"environment production:", "read: [production.resilience.retry] (policies fast_retry)"}},
+		{"seed layout", `
+[resilience.retry.default_policy]
+attempts = 2
+`, "", []string{"read as [default]: [resilience.retry] (default_policy)"}},
+		{"nothing to read", `
+[server]
+port = 8080
+[database]
+url = "x"
+`, "", []string{"no [default.resilience.*] or [resilience.*] tables (the file has tables [database], [server])"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"check", "--config", writeSettings(t, tc.toml)}
+			if tc.env != "" {
+				args = append(args, "--env", tc.env)
+			}
+			r := run(t, args...)
+			flat := strings.Join(strings.Fields(r.stdout), " ")
+			for _, w := range tc.want {
+				if !strings.Contains(flat, w) {
+					t.Errorf("missing %q in:\n%s", w, r.stdout)
+				}
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/athomic-go/rtx"
+	"github.com/athomic-go/rtx/policy"
 )
 
 type getFlags struct {
@@ -41,7 +43,10 @@ the final response body to standard output.
 Attempt lines never show header values or the URL's query values (they read
 REDACTED), nor userinfo. Like curl, get does not follow redirects unless -L is
 given, and exits 0 on any HTTP response unless --fail is given (then 1 on a
-status of 400 or more). It exits 1 when the request fails with an error.`,
+status of 400 or more). It exits 1 when the request fails with an error.
+
+Without --config and with no settings.toml in the working directory, get
+uses the built-in default policy and says so on standard error.`,
 		Example: `  rtx get -c settings.toml -p fast_retry http://localhost:8080/health
   rtx get -c settings.toml -X PUT -d '{"n":1}' \
       -H 'Content-Type: application/json' http://localhost:8080/items/1
@@ -65,7 +70,12 @@ status of 400 or more). It exits 1 when the request fails with an error.`,
 func runGet(cmd *cobra.Command, sf *settingsFlags, gf *getFlags, rawURL string) error {
 	stderr := cmd.ErrOrStderr()
 	f, err := sf.load()
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, fs.ErrNotExist) && !cmd.Flag("config").Changed:
+		// No settings file where none was asked for: a quick try needs none.
+		f = policy.NewFactory(nil)
+		fmt.Fprintf(stderr, "rtx: no %s here: using the built-in default policy (--config FILE for yours)\n", sf.config)
+	case err != nil:
 		printFindings(stderr, loadFindings(err))
 		return failed(err)
 	}

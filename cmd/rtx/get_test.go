@@ -196,3 +196,27 @@ func TestRedactor(t *testing.T) {
 		t.Errorf("text = %q, want %q", got, want)
 	}
 }
+
+func TestGetWithoutSettingsUsesBuiltinDefault(t *testing.T) {
+	f, srv := startFlaky(t, 0)
+	t.Chdir(t.TempDir()) // no settings.toml here
+	r := run(t, "get", srv.URL)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "no settings.toml here: using the built-in default policy") {
+		t.Errorf("stderr does not say the built-in default is used:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "(policy default: 3 attempts)") {
+		t.Errorf("stderr does not show the default policy:\n%s", r.stderr)
+	}
+	if f.requests() != 1 || r.stdout != "hello from the server\n" {
+		t.Errorf("server saw %d requests, stdout %q", f.requests(), r.stdout)
+	}
+
+	// A file asked for by name must exist.
+	r = run(t, "get", "--config", "settings.toml", srv.URL)
+	if r.code != 1 || !strings.Contains(r.stderr, "no such file") {
+		t.Errorf("--config of a missing file: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}

@@ -2,10 +2,8 @@ module github.com/athomic-go/rtx/cmd/rtx
 
 go 1.25.0
 
-replace github.com/athomic-go/rtx => ../..
-
 require (
-	github.com/athomic-go/rtx v0.0.0-00010101000000-000000000000
+	github.com/athomic-go/rtx v0.1.0
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/goleak v1.3.0
 	gonum.org/v1/plot v0.17.0
@@ -32,7 +30,7 @@ require (
 	github.com/spf13/afero v1.15.0 // indirect
 	github.com/spf13/cast v1.10.0 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
-	github.com/spf13/viper v1.21.0 // indirect
+	github.com/spf13/viper v1.21.0
 	github.com/subosito/gotenv v1.6.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.46.0 // indirect

@@ -43,7 +43,8 @@ func newPlanCmd(sf *settingsFlags) *cobra.Command {
   - check's findings for the policy.
 
 --svg and --png also draw it: per policy the delay band of each retry
-(min..max, median marked) and the cumulative time to give up.`,
+(min..max, median marked), the cumulative time to give up (best, typical,
+worst) on a logarithmic time axis, and check's findings.`,
 		Example: `  rtx plan --config settings.toml
   rtx plan --config settings.toml --env production --policy fast_retry
   rtx plan --config settings.toml --svg plan.svg --png plan.png`,
@@ -80,6 +81,7 @@ func runPlan(cmd *cobra.Command, sf *settingsFlags, pf *planFlags) error {
 		scheds = append(scheds, newSchedule(n, p))
 	}
 	writePlanHeader(out, sf, snap)
+	rows := make([]chartRow, 0, len(scheds))
 	for _, s := range scheds {
 		fmt.Fprintln(out)
 		writePolicyPlan(out, snap.Classes(), s)
@@ -87,12 +89,14 @@ func runPlan(cmd *cobra.Command, sf *settingsFlags, pf *planFlags) error {
 		for _, f := range fs {
 			fmt.Fprint(out, wrap(f.Message+" ["+f.Check+"]", "  "+f.Severity.String()+": ", "    ", width))
 		}
+		rows = append(rows, chartRow{Schedule: s, Findings: fs})
 	}
+	caption := fmt.Sprintf("rtx plan: settings %s, environment %s", snap.Source(), sf.envName())
 	for _, pic := range []struct{ path, format string }{{pf.svg, "svg"}, {pf.png, "png"}} {
 		if pic.path == "" {
 			continue
 		}
-		if err := writeChartFile(pic.path, pic.format, scheds); err != nil {
+		if err := writeChartFile(pic.path, pic.format, caption, rows); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "rtx: wrote %s\n", pic.path)

@@ -369,9 +369,17 @@ func TestPlanSVGAndPNG(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"default", "fast_retry", "long_retry"} {
-		if !strings.Contains(string(raw), name+": delay before retry n") {
-			t.Errorf("SVG has no panel for %s", name)
+	for _, want := range []string{
+		"rtx plan: settings testdata/seed.toml, environment default",
+		"default: 3 attempts, wait 1s..10s",
+		"fast_retry: 3 attempts, wait 100ms..1s",
+		"long_retry: 10 attempts, wait 5s..5m",
+		"(here the same as best)",                           // default and fast_retry: typical = best, and the legend says so
+		"warning: gives up after 20m15s of delays at worst", // the warnings are on the picture
+		"[capped]",
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("SVG has no %q", want)
 		}
 	}
 
@@ -392,33 +400,42 @@ func TestPlanSVGAndPNG(t *testing.T) {
 func TestChartUnknownFormat(t *testing.T) {
 	snap := loadSeed(t)
 	p, _ := snap.Policy("")
-	if err := writeChart(io.Discard, "gif", []schedule{newSchedule("default", p)}); err == nil {
+	if err := writeChart(io.Discard, "gif", "x", []chartRow{{Schedule: newSchedule("default", p)}}); err == nil {
 		t.Error("gif: no error")
 	}
 	one := *p
 	one.Attempts = 1
-	if err := writeChart(io.Discard, "svg", []schedule{newSchedule("one", &one)}); err != nil {
+	if err := writeChart(io.Discard, "svg", "x", []chartRow{{Schedule: newSchedule("one", &one)}}); err != nil {
 		t.Errorf("one-attempt policy: %v", err)
 	}
 }
 
-func TestNiceTicks(t *testing.T) {
-	var labels []string
-	for _, tk := range (niceTicks{}).Ticks(0, 27) {
-		if tk.Label != "" {
-			labels = append(labels, tk.Label)
+func TestDurationTicks(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{0.06, 0.4, "100ms 200ms"},
+		{0.6, 4.8, "1s 2s"},
+		{3, 1900, "5s 10s 30s 1m 2m 5m 10m 30m"},
+	} {
+		var labels []string
+		minor := 0
+		for _, tk := range (durationTicks{}).Ticks(tc.lo, tc.hi) {
+			if tk.Value < tc.lo || tk.Value > tc.hi {
+				t.Errorf("%v..%v: tick %v outside the axis", tc.lo, tc.hi, tk.Value)
+			}
+			if tk.Label != "" {
+				labels = append(labels, tk.Label)
+			} else {
+				minor++
+			}
 		}
-	}
-	if got := strings.Join(labels, " "); got != "0 10 20" {
-		t.Errorf("labels %q, want 0 10 20", got)
-	}
-	labels = nil
-	for _, tk := range (niceTicks{}).Ticks(0, 0.4) {
-		if tk.Label != "" {
-			labels = append(labels, tk.Label)
+		if got := strings.Join(labels, " "); got != tc.want {
+			t.Errorf("%v..%v: labels %q, want %q", tc.lo, tc.hi, got, tc.want)
 		}
-	}
-	if got := strings.Join(labels, " "); got != "0 0.1 0.2 0.3 0.4" {
-		t.Errorf("labels %q", got)
+		if minor == 0 {
+			t.Errorf("%v..%v: no minor ticks", tc.lo, tc.hi)
+		}
 	}
 }

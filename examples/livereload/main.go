@@ -133,10 +133,10 @@ func run(ctx context.Context, config string, interval time.Duration, demo bool) 
 			if !errors.As(err, &re) {
 				return err
 			}
-			fmt.Printf("request %d: gave up after %d attempts: %v\n", i, re.Attempts, err)
+			fmt.Printf("request %d: gave up after %s: %v\n", i, attempts(re.Attempts), err)
 		default:
 			resp.Body.Close()
-			fmt.Printf("request %d: %d after %d attempts\n", i, resp.StatusCode, hits.Load()-before)
+			fmt.Printf("request %d: %d after %s\n", i, resp.StatusCode, attempts(int(hits.Load()-before)))
 		}
 		select {
 		case <-ctx.Done():
@@ -153,8 +153,16 @@ func printPolicy(f *policy.Factory, what string) {
 		fmt.Printf("  %s: %v\n", what, err)
 		return
 	}
-	fmt.Printf("  %s: %s = %d attempts, waits %v..%v, backoff %v, retries %v\n",
-		what, policyName, p.Attempts, p.WaitMin, p.WaitMax, p.Backoff, p.Exceptions)
+	fmt.Printf("  %s: %s = %s, waits %v..%v, backoff %v, retries %v\n",
+		what, policyName, attempts(p.Attempts), p.WaitMin, p.WaitMax, p.Backoff, p.Exceptions)
+}
+
+// attempts returns "1 attempt" or "n attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // edit rewrites the settings file as an editor would (write a temporary

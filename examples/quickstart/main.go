@@ -1,6 +1,8 @@
 // Command quickstart starts a flaky server on loopback, sends requests to it
-// through rtx under examples/settings.toml, and prints every attempt, its
-// class and the wait before the next, then a summary.
+// through rtx under the fast_retry policy of examples/settings.toml, and
+// prints every attempt the server sees: its class (one of each:
+// HTTPRequestError, ConnectionError, HTTPTimeoutError) and the wait before
+// the next, then the winning attempt, then a summary.
 //
 //	go run ./examples/quickstart
 package main
@@ -13,9 +15,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,24 +61,32 @@ func run(settings string, requests int) error {
 	fmt.Printf("policy fast_retry from %s: %d attempts, waits %v..%v, backoff %v, jitter %v, per-attempt timeout %v, retries %v\n\n",
 		settings, pol.Attempts, pol.WaitMin, pol.WaitMax, pol.Backoff, pol.Jitter, pol.Timeout, pol.Exceptions)
 
-	// The flaky server: per request, it fails in a different way on the
-	// first tries, then answers.
+	// The flaky server: per request, it fails in a different way on each of
+	// the first three tries, one class each, then answers. It counts every
+	// attempt it sees, so the summary can check that each one was printed.
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := hits.Add(1)
 		switch n % 4 {
-		case 1:
+		case 1: // HTTPRequestError
+			// Close the connection after this answer, so that the next
+			// attempt dials a new one. net/http itself resends a GET whose
+			// reused keep-alive connection fails before any answer, so a
+			// reset on a reused connection would never reach rtx.
+			w.Header().Set("Connection", "close")
 			w.WriteHeader(http.StatusServiceUnavailable)
-		case 2:
-			if hj, ok := w.(http.Hijacker); ok { // reset the connection
+		case 2: // ConnectionError: reset the new connection before answering
+			if hj, ok := w.(http.Hijacker); ok {
 				conn, _, _ := hj.Hijack()
 				conn.(*net.TCPConn).SetLinger(0)
 				conn.Close()
 				return
 			}
-		case 3:
-			time.Sleep(400 * time.Millisecond) // past the 0.3 s per-attempt timeout
-			fallthrough
+		case 3: // HTTPTimeoutError: answer past the 0.3 s per-attempt timeout
+			select {
+			case <-time.After(400 * time.Millisecond):
+			case <-r.Context().Done():
+			}
 		default:
 			io.WriteString(w, "hello from the flaky server\n")
 		}
@@ -82,13 +94,21 @@ func run(settings string, requests int) error {
 	defer srv.Close()
 
 	start := time.Now()
+	var (
+		printed int // attempt lines printed
+		retries int // retries of the request in flight
+		classes = map[string]int{}
+	)
 	transport := rtx.New(factory, "fast_retry",
 		rtx.OnRetry(func(ev rtx.RetryEvent) {
-			what := fmt.Sprint(ev.StatusCode)
+			what := fmt.Sprintf("%d %s", ev.StatusCode, http.StatusText(ev.StatusCode))
 			if ev.Err != nil {
-				what = ev.Err.Error()
+				what = shortError(ev.Err)
 			}
-			fmt.Printf("  attempt %d failed: %-16s %s; retrying in %v\n", ev.Attempt, ev.Class, what, ev.Delay.Round(time.Millisecond))
+			fmt.Printf("  attempt %d: %-16s %s; retrying in %v\n", ev.Attempt, ev.Class, what, ev.Delay.Round(time.Millisecond))
+			printed++
+			retries = ev.Attempt
+			classes[ev.Class]++
 		}))
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
@@ -96,24 +116,43 @@ func run(settings string, requests int) error {
 	ok := 0
 	for i := 1; i <= requests; i++ {
 		fmt.Printf("request %d: GET %s\n", i, srv.URL)
+		retries = 0
 		resp, err := client.Get(srv.URL)
 		if err != nil {
 			var re *rtx.RetryError
 			if errors.As(err, &re) {
-				fmt.Printf("  gave up after %d attempts: %v\n", re.Attempts, err)
+				fmt.Printf("  attempt %d: %-16s %s; gave up after %d attempts (%s)\n", re.Attempts, re.Class, shortError(re.Err), re.Attempts, re.Reason)
+				printed++
+				classes[re.Class]++
 				continue
 			}
 			return err
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		fmt.Printf("  %d %s", resp.StatusCode, body)
+		printed++
+		fmt.Printf("  attempt %d: %d %s %q: attempt %d of %d won\n",
+			retries+1, resp.StatusCode, http.StatusText(resp.StatusCode), strings.TrimSpace(string(body)), retries+1, pol.Attempts)
 		if resp.StatusCode == http.StatusOK {
 			ok++
 		}
 	}
-	fmt.Printf("\nsummary: %d/%d requests succeeded, %d attempts reached the server, %v\n",
-		ok, requests, hits.Load(), time.Since(start).Round(time.Millisecond))
-	fmt.Println("(net/http itself resends a GET whose reused keep-alive connection was reset before any answer; rtx sees only what it cannot absorb)")
+	fmt.Printf("\nsummary: %d/%d requests succeeded in %v; %d attempts printed, %d reached the server\n",
+		ok, requests, time.Since(start).Round(time.Millisecond), printed, hits.Load())
+	fmt.Printf("classes seen: HTTPRequestError %d, ConnectionError %d, HTTPTimeoutError %d\n",
+		classes[policy.HTTPRequestError], classes[policy.ConnectionError], classes[policy.HTTPTimeoutError])
+	if int64(printed) != hits.Load() {
+		return fmt.Errorf("%d attempts printed but %d reached the server", printed, hits.Load())
+	}
 	return nil
+}
+
+// shortError is err's message without the "Get URL:" that net/http puts
+// in front of it, which every line would repeat.
+func shortError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
 }
