@@ -148,7 +148,7 @@ func runGet(cmd *cobra.Command, sf *settingsFlags, gf *getFlags, rawURL string) 
 	line := fmt.Sprintf("attempt %d%s: %s", retries+1, of, red.outcome(class, resp.StatusCode, nil))
 	switch {
 	case fail != nil:
-		line += "; giving up: " + fail.Reason
+		line += "; giving up: " + string(fail.Reason)
 		if fail.Reason == rtx.ReasonNotIdempotent {
 			line += " (" + req.Method + " is retried only when never sent: set retry_non_idempotent or idempotency_key, or send an Idempotency-Key header)"
 		}
