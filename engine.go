@@ -66,13 +66,14 @@ func (e *engine) policyFor(ctx context.Context) (*policy.Snapshot, *policy.Polic
 // clientStream holds one RPC's. The policy and snapshot are the ones in
 // force when the call began.
 type call struct {
-	e    *engine
-	ctx  context.Context
-	snap *policy.Snapshot
-	pol  *policy.Policy
-	up   *upstream // the upstream's state
-	lane *lane     // its budget under the policy; nil when off
-	now  time.Time // when the call began; also the first attempt's start
+	e      *engine
+	ctx    context.Context
+	snap   *policy.Snapshot
+	pol    *policy.Policy
+	up     *upstream // the upstream's state
+	lane   *lane     // its state under the policy, when it has a budget or hedges
+	budget *budget   // the lane's budget; nil when off
+	now    time.Time // when the call began; also the first attempt's start
 
 	// An HTTP call: the caller's request, what the first attempt sends
 	// (an idempotency key added, a captured body), and the capture.
@@ -103,15 +104,21 @@ type outcome struct {
 func (c *call) begin(upstream []byte) {
 	c.now = time.Now()
 	c.up = c.e.ups.get(upstream, c.now.UnixNano())
-	if budgetEnabled(c.pol) {
+	if on := budgetEnabled(c.pol); on || c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
-		c.lane.budget.first(c.now)
+		if on {
+			c.budget = &c.lane.budget
+			c.budget.first(c.now)
+		}
 	}
 }
 
 // run drives the call's attempts to an answer: one decide step after each
 // failed attempt says retry (after a delay) or stop, and why.
 func (c *call) run() (*http.Response, error) {
+	if c.hedging() {
+		return c.runHedged()
+	}
 	var out outcome
 	for {
 		next, err := c.attempt()
@@ -149,8 +156,9 @@ func (c *call) run() (*http.Response, error) {
 	}
 }
 
-// attempt makes the next attempt, through the circuit breaker hook and the
-// attempt's circuit. Its error is one of the body of the next attempt.
+// attempt makes the next attempt on the call's goroutine, through the
+// circuit breaker hook and the attempt's circuit. Its error is one of the
+// body of the next attempt.
 func (c *call) attempt() (outcome, error) {
 	req, err := c.nextRequest()
 	if err != nil {
@@ -160,15 +168,26 @@ func (c *call) attempt() (outcome, error) {
 		closeBody(req)
 		return outcome{refused: &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}}, nil
 	}
+	c.attempts++
+	out := c.attemptIn(c.ctx, req, c.attempts, false)
+	if out.refused != nil {
+		c.attempts--
+	}
+	return out, nil
+}
+
+// attemptIn makes attempt n under ctx (the call's, or a hedged attempt's
+// own), through its circuit. It touches nothing of the call but reads, so
+// attempts may run concurrently.
+func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bool) outcome {
 	cir := c.circuit()
 	if cir == nil {
-		c.attempts++
-		return c.send(req, c.attempts), nil
+		return c.send(ctx, req, n, hedge)
 	}
 	var out outcome
 	var panicked any
 	sent := false
-	_, err = cir.cb.Execute(func() (_ struct{}, err error) {
+	_, err := cir.cb.Execute(func() (_ struct{}, err error) {
 		defer func() {
 			// A panic (in the base, a user class) counts neither way, and
 			// goes on once the circuit has its outcome: a half-open circuit
@@ -178,8 +197,7 @@ func (c *call) attempt() (outcome, error) {
 			}
 		}()
 		sent = true
-		c.attempts++
-		out = c.send(req, c.attempts)
+		out = c.send(ctx, req, n, hedge)
 		return struct{}{}, c.counts(out)
 	})
 	cir.flush(c.e.cfg.circuits.OnStateChange)
@@ -190,7 +208,7 @@ func (c *call) attempt() (outcome, error) {
 		closeBody(req)
 		out.refused = &CircuitOpenError{Circuit: cir.name, Err: err}
 	}
-	return out, nil
+	return out
 }
 
 // counts is what an attempt counts for in its circuit: classified failures
@@ -208,11 +226,11 @@ func (c *call) counts(out outcome) error {
 	return nil
 }
 
-// send makes one attempt and classifies what it came to.
-func (c *call) send(req *http.Request, n int) outcome {
+// send makes attempt n under ctx and classifies what it came to.
+func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool) outcome {
 	out := outcome{attempt: n}
 	if c.fn != nil {
-		out.err = callFn(c.ctx, c.pol.Timeout, c.fn)
+		out.err = callFn(ctx, c.pol.Timeout, c.fn)
 		out.class = c.classify(out)
 		return out
 	}
@@ -220,7 +238,7 @@ func (c *call) send(req *http.Request, n int) outcome {
 	if n > 1 {
 		now = time.Now()
 	}
-	sent, span := c.e.obs.startAttempt(c.ctx, req, c.pol, n, now)
+	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, hedge, now)
 	out.span = span
 	out.resp, out.err = c.e.send(sent, c.pol.Timeout)
 	out.class = c.classify(out)
@@ -272,12 +290,12 @@ func (c *call) circuitOpen() bool {
 // budget.
 func (c *call) decide(out outcome) (delay time.Duration, reason Reason, stop error) {
 	switch {
-	case out.attempt >= c.pol.Attempts:
+	case c.attempts >= c.pol.Attempts:
 		return 0, ReasonAttempts, nil
 	case c.first != nil && !c.pol.RetryNonIdempotent && !idempotent(c.first) && !(out.err != nil && neverSent(out.err)):
 		return 0, ReasonNotIdempotent, nil
 	}
-	delay = c.pol.Delay(out.attempt, mrand.Float64())
+	delay = c.pol.Delay(c.attempts, mrand.Float64())
 	now := time.Now()
 	if hint, ok := retryAfter(out.resp, now); ok {
 		if hint > c.pol.WaitMax {
@@ -294,7 +312,7 @@ func (c *call) decide(out outcome) (delay time.Duration, reason Reason, stop err
 	if err := c.rewind(); err != nil {
 		return 0, ReasonBody, err
 	}
-	if c.lane != nil && !c.lane.budget.withdraw(c.pol, now) {
+	if c.budget != nil && !c.budget.withdraw(c.pol, now) {
 		return 0, ReasonBudget, ErrBudgetExhausted
 	}
 	return delay, "", nil

@@ -88,6 +88,7 @@ type observer struct {
 
 	meter                                 metric.Meter
 	attempts, failures, aborts, exhausted metric.Int64Counter
+	hedges                                metric.Int64Counter
 	delays, duration                      metric.Float64Histogram
 
 	attrs cowMap[attrKey, attrOpts] // cached so that recording does not allocate
@@ -121,6 +122,7 @@ func newObserver(c *config) *observer {
 	o.attempts, _ = m.Int64Counter("retry.attempts", metric.WithDescription("Retries made (n-1 for n tries)."))
 	o.failures, _ = m.Int64Counter("retry.failures", metric.WithDescription("Retry loops that gave up."))
 	o.aborts, _ = m.Int64Counter("retry.circuit_breaker.aborts", metric.WithDescription("Retry loops stopped by an open circuit."))
+	o.hedges, _ = m.Int64Counter("retry.hedges", metric.WithDescription("Hedges sent; won says whether the hedge's answer was the one handed back."))
 	o.exhausted, _ = m.Int64Counter("retry.budget.exhausted", metric.WithDescription("Retries refused by an exhausted retry budget."))
 	o.delays, _ = m.Float64Histogram("retry.delay", metric.WithUnit("s"), metric.WithDescription("Delays before retries."),
 		metric.WithExplicitBucketBoundaries(delayBuckets...))
@@ -207,7 +209,7 @@ func (b *spanBody) Close() error {
 // startAttempt opens an attempt's span and returns the request to send,
 // carrying the span's context and headers. Untraced requests come back
 // unchanged.
-func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, now time.Time) (*http.Request, attemptSpan) {
+func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, hedge bool, now time.Time) (*http.Request, attemptSpan) {
 	a := attemptSpan{start: now}
 	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
 		return req, a
@@ -230,6 +232,9 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 	}
 	if attempt > 1 {
 		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
+	}
+	if hedge {
+		attrs = append(attrs, attribute.Bool("rtx.hedge", true))
 	}
 	ctx, a.span = o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(now))
 	r2 := req.WithContext(ctx)
@@ -329,6 +334,25 @@ func watch[T any](owner *T, e *engine) {
 		return
 	}
 	runtime.AddCleanup(owner, func(r metric.Registration) { r.Unregister() }, reg)
+}
+
+// hedged counts a call's hedges, saying whether one of them won.
+func (o *observer) hedged(ctx context.Context, pol *policy.Policy, hedges int, won bool) {
+	if hedges == 0 {
+		return
+	}
+	base := []attribute.KeyValue{attribute.String("operation", o.operation), attribute.String("policy", policyName(pol))}
+	if won {
+		o.hedges.Add(ctx, 1, metric.WithAttributes(append(base, attribute.Bool("won", true))...))
+		hedges--
+	}
+	if hedges > 0 {
+		o.hedges.Add(ctx, int64(hedges), metric.WithAttributes(append(base, attribute.Bool("won", false))...))
+	}
+	if o.logger != nil {
+		o.logger.LogAttrs(ctx, slog.LevelDebug, "rtx: hedged", slog.String("operation", o.operation),
+			slog.String("policy", policyName(pol)), slog.Int("hedges", hedges), slog.Bool("won", won))
+	}
 }
 
 // refused counts a request whose first attempt an open circuit refused.

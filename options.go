@@ -33,6 +33,7 @@ type config struct {
 	circuits     breaker.Config
 	maxReplay    int64
 	maxUpstreams int // per-upstream entries kept; 0 = maxUpstreams
+	hedgeCalls   bool
 	operation    string
 	onRetry      func(RetryEvent)
 	onFail       func(FailEvent)

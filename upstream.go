@@ -194,6 +194,9 @@ func (u *upstream) idle(now int64) bool {
 			if !l.budget.empty(now) {
 				return false
 			}
+			if s := l.latency.Load(); s != nil && !s.idle(now) {
+				return false
+			}
 		}
 	}
 	return true
@@ -201,8 +204,22 @@ func (u *upstream) idle(now int64) bool {
 
 // lane is an upstream's state under one policy.
 type lane struct {
-	policy string
-	budget budget
+	policy  string
+	budget  budget
+	latency atomic.Pointer[latency] // made at the first hedged attempt under a quantile
+}
+
+// sketch returns the lane's latency sketch for quantile q, made anew when
+// q changed.
+func (l *lane) sketch(q float64) *latency {
+	if s := l.latency.Load(); s != nil && s.quantile == q {
+		return s
+	}
+	old := l.latency.Load()
+	if s := newLatency(q); l.latency.CompareAndSwap(old, s) {
+		return s
+	}
+	return l.latency.Load()
 }
 
 // keyBuf is scratch space for an upstream key built without allocating.
