@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 )
 
 // The built-in classes. A class covers its descendants, as Python's except
@@ -74,7 +73,7 @@ func (c *Classes) withUser(user []Class) (*Classes, error) {
 			return nil, fmt.Errorf("policy: class %q is already defined", u.Name)
 		}
 		if _, ok := out.parent[u.Parent]; !ok {
-			return nil, fmt.Errorf("policy: class %q: unknown parent %q (known: %s)", u.Name, u.Parent, strings.Join(out.Names(), ", "))
+			return nil, fmt.Errorf("policy: class %q: unknown parent %q (known: %s)", u.Name, u.Parent, listShort(out.Names(), maxListed))
 		}
 		out.parent[u.Name] = u.Parent
 	}

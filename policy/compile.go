@@ -22,14 +22,19 @@ var (
 	circuitKeys = []string{"fail_max", "reset_timeout_sec"}
 )
 
+// maxErrors is how many problems a load error lists; it says how many more
+// there are.
+const maxErrors = 20
+
 // maxSeconds bounds every duration setting so that it fits a time.Duration.
 const maxSeconds = float64(math.MaxInt64/int64(time.Second)) / 2
 
 // compile validates a merged settings document and builds the snapshot.
 // Every problem found is reported, joined, in a stable order.
-func compile(source string, doc map[string]any, classes *Classes) (*Snapshot, error) {
+func compile(source string, doc map[string]any, classes *Classes, lay Layout) (*Snapshot, error) {
 	c := &compiler{source: source, classes: classes}
-	s := &Snapshot{source: source, mode: Standalone, enabled: true, classes: classes, policies: map[string]*Policy{}}
+	lay.read = true
+	s := &Snapshot{source: source, layout: lay, mode: Standalone, enabled: true, classes: classes, policies: map[string]*Policy{}}
 
 	if v, ok := doc["deployment_mode"]; ok {
 		before := len(c.errs)
@@ -62,6 +67,10 @@ func compile(source string, doc map[string]any, classes *Classes) (*Snapshot, er
 		if s.mode == Mesh {
 			s.breaker.Enabled = false
 		}
+	}
+	if len(c.errs) > maxErrors {
+		more := len(c.errs) - maxErrors
+		c.errs = append(c.errs[:maxErrors:maxErrors], fmt.Errorf("%s: and %d more problems", source, more))
 	}
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
@@ -265,7 +274,7 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 			p.Exceptions = c.strings(where, k, v)
 			for _, e := range p.Exceptions {
 				if !c.classes.Known(e) {
-					c.fail(where, "exceptions: unknown class %q (known: %s)", e, strings.Join(c.classes.Names(), ", "))
+					c.fail(where, "exceptions: unknown class %q (known: %s)", e, listShort(c.classes.Names(), maxListed))
 				}
 			}
 		case "retry_non_idempotent":
