@@ -195,7 +195,8 @@ func (p *Policy) equal(q *Policy) bool {
 		p.Backoff == q.Backoff && p.Jitter == q.Jitter && p.Timeout == q.Timeout &&
 		slices.Equal(p.Exceptions, q.Exceptions) && p.RetryNonIdempotent == q.RetryNonIdempotent &&
 		p.IdempotencyKey == q.IdempotencyKey && p.BudgetRatio == q.BudgetRatio &&
-		p.BudgetMinRetriesPerSec == q.BudgetMinRetriesPerSec && p.BudgetWindow == q.BudgetWindow
+		p.BudgetMinRetriesPerSec == q.BudgetMinRetriesPerSec && p.BudgetWindow == q.BudgetWindow &&
+		p.HedgeDelay == q.HedgeDelay && p.HedgeQuantile == q.HedgeQuantile && p.MaxHedges == q.MaxHedges
 }
 
 // Breaker is the [resilience.circuit_breaker] table.
