@@ -18,6 +18,9 @@
 // values. A document that fails validation changes nothing: the last good
 // snapshot stays in force and the error goes to [OnError] and the logger.
 // A document identical to the last one seen (compared by hash) is skipped.
+// A hostile document (over [policy.MaxDocumentSize], nested deeper than
+// [policy.MaxDepth]) is rejected before any parser sees it. Every applied
+// and rejected document shows in [policy.Factory.Status].
 //
 // The file watcher ([WatchFile]) watches the file's directory, not the file,
 // so it follows in-place writes, editors and agents that write a temporary

@@ -210,15 +210,18 @@ func (a *applier) handle(ctx context.Context, c Change) {
 	}
 	a.last, a.seen = sum, true
 	if len(bytes.TrimSpace(c.Data)) == 0 {
-		a.fail(ctx, &InvalidError{Source: c.Name, Version: c.Version, Err: fmt.Errorf("%s: %w", c.Name, ErrEmpty)})
+		err := fmt.Errorf("%s: %w", c.Name, ErrEmpty)
+		a.f.Reject(c.Name, err)
+		a.fail(ctx, &InvalidError{Source: c.Name, Version: c.Version, Err: err})
 		return
 	}
-	s, err := a.f.Parse(c.Data, a.format, c.Name)
+	// Apply runs the size and depth guard before any parser, and records
+	// the outcome, applied or rejected, in the factory's Status.
+	s, old, err := a.f.Apply(c.Data, a.format, c.Name)
 	if err != nil {
 		a.fail(ctx, &InvalidError{Source: c.Name, Version: c.Version, Err: err})
 		return
 	}
-	old := a.f.Swap(s)
 	u := Update{Source: c.Name, Version: c.Version, Changed: s.Changed(old), Snapshot: s, Initial: !a.answered}
 	if l := a.cfg.logger; l != nil {
 		l.LogAttrs(ctx, slog.LevelInfo, "rtx: settings updated",

@@ -4,13 +4,18 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 )
 
 // The built-in classes. A class covers its descendants, as Python's except
 // does: listing HTTPException retries every class below it.
 const (
-	// HTTPException is the root of the tree: every classified failure.
+	// Exception is the root of the tree, as Python's Exception: any error.
+	// For a function retrier it covers every error the function returns;
+	// for the transport, HTTPException and errors of a custom base
+	// transport that no other class covers.
+	Exception = "Exception"
+	// HTTPException covers every classified HTTP failure: every class
+	// below. Its parent is Exception.
 	HTTPException = "HTTPException"
 	// HTTPRequestError covers failures with no response that are not
 	// timeouts (refused, reset, aborted, broken pipe, unexpected EOF,
@@ -49,7 +54,8 @@ type Classes struct {
 
 func builtinClasses() *Classes {
 	return &Classes{parent: map[string]string{
-		HTTPException:    "",
+		Exception:        "",
+		HTTPException:    Exception,
 		HTTPRequestError: HTTPException,
 		ConnectionError:  HTTPRequestError,
 		HTTPTimeoutError: HTTPException,
@@ -74,7 +80,7 @@ func (c *Classes) withUser(user []Class) (*Classes, error) {
 			return nil, fmt.Errorf("policy: class %q is already defined", u.Name)
 		}
 		if _, ok := out.parent[u.Parent]; !ok {
-			return nil, fmt.Errorf("policy: class %q: unknown parent %q (known: %s)", u.Name, u.Parent, strings.Join(out.Names(), ", "))
+			return nil, fmt.Errorf("policy: class %q: unknown parent %q (known: %s)", u.Name, u.Parent, listShort(out.Names(), maxListed))
 		}
 		out.parent[u.Name] = u.Parent
 	}

@@ -16,20 +16,26 @@ var (
 		"attempts", "wait_min_seconds", "wait_max_seconds", "backoff", "jitter",
 		"timeout_seconds", "exceptions", "retry_non_idempotent", "idempotency_key",
 		"budget_ratio", "budget_min_retries_per_sec", "budget_window_seconds",
+		"hedge_delay_seconds", "hedge_quantile", "max_hedges",
 	}
 	retryKeys   = []string{"enabled", "default_policy", "policies"}
 	breakerKeys = []string{"enabled", "default_fail_max", "default_reset_timeout_sec", "circuits"}
 	circuitKeys = []string{"fail_max", "reset_timeout_sec"}
 )
 
+// maxErrors is how many problems a load error lists; it says how many more
+// there are.
+const maxErrors = 20
+
 // maxSeconds bounds every duration setting so that it fits a time.Duration.
 const maxSeconds = float64(math.MaxInt64/int64(time.Second)) / 2
 
 // compile validates a merged settings document and builds the snapshot.
 // Every problem found is reported, joined, in a stable order.
-func compile(source string, doc map[string]any, classes *Classes) (*Snapshot, error) {
+func compile(source string, doc map[string]any, classes *Classes, lay Layout) (*Snapshot, error) {
 	c := &compiler{source: source, classes: classes}
-	s := &Snapshot{source: source, mode: Standalone, enabled: true, classes: classes, policies: map[string]*Policy{}}
+	lay.read = true
+	s := &Snapshot{source: source, layout: lay, mode: Standalone, enabled: true, classes: classes, policies: map[string]*Policy{}}
 
 	if v, ok := doc["deployment_mode"]; ok {
 		before := len(c.errs)
@@ -62,6 +68,10 @@ func compile(source string, doc map[string]any, classes *Classes) (*Snapshot, er
 		if s.mode == Mesh {
 			s.breaker.Enabled = false
 		}
+	}
+	if len(c.errs) > maxErrors {
+		more := len(c.errs) - maxErrors
+		c.errs = append(c.errs[:maxErrors:maxErrors], fmt.Errorf("%s: and %d more problems", source, more))
 	}
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
@@ -162,7 +172,20 @@ func (c *compiler) seconds(where, key string, v any) (time.Duration, bool) {
 		c.fail(where, "%s (%v) is too large", key, f)
 		return 0, false
 	}
-	return time.Duration(f * float64(time.Second)), true
+	d := time.Duration(f * float64(time.Second))
+	if f > 0 && d == 0 {
+		c.fail(where, "%s (%v) is below 1ns: use 0 or a larger value", key, f)
+		return 0, false
+	}
+	return d, true
+}
+
+// atLeastMillisecond checks a duration where 0 means "off" and anything
+// shorter than a millisecond would be taken for "off" or fire at once.
+func (c *compiler) atLeastMillisecond(where, key string, d time.Duration, v any) {
+	if d > 0 && d < time.Millisecond {
+		c.fail(where, "%s must be 0 (off) or at least 0.001 (1 ms), got %s", key, describe(v))
+	}
 }
 
 func (c *compiler) boolean(where, key string, v any) bool {
@@ -223,6 +246,7 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 	p.Name = name
 	c.unknown(where, t, policyKeys)
 	waitsOK := true // both waits decoded and in range: compare them
+	hedgesSet := false
 	for _, k := range slices.Sorted(maps.Keys(t)) {
 		v := t[k]
 		switch k {
@@ -259,13 +283,35 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 			}
 		case "timeout_seconds":
 			if d, ok := c.seconds(where, k, v); ok {
+				c.atLeastMillisecond(where, k, d, v)
 				p.Timeout = d
+			}
+		case "hedge_delay_seconds":
+			if d, ok := c.seconds(where, k, v); ok {
+				c.atLeastMillisecond(where, k, d, v)
+				p.HedgeDelay = d
+			}
+		case "hedge_quantile":
+			if f, ok := c.number(where, k, v); ok {
+				if f != 0 && !(f > 0 && f < 1) {
+					c.fail(where, "hedge_quantile must be 0 (off) or between 0 and 1 exclusive, got %v", f)
+				}
+				p.HedgeQuantile = f
+			}
+		case "max_hedges":
+			if n, ok := c.integer(where, k, v); ok {
+				if n < 0 || n > MaxAttempts {
+					c.fail(where, "max_hedges must be between 0 and %d, got %d", MaxAttempts-1, n)
+				} else {
+					p.MaxHedges = int(n)
+				}
+				hedgesSet = true
 			}
 		case "exceptions":
 			p.Exceptions = c.strings(where, k, v)
 			for _, e := range p.Exceptions {
 				if !c.classes.Known(e) {
-					c.fail(where, "exceptions: unknown class %q (known: %s)", e, strings.Join(c.classes.Names(), ", "))
+					c.fail(where, "exceptions: unknown class %q (known: %s)", e, listShort(c.classes.Names(), maxListed))
 				}
 			}
 		case "retry_non_idempotent":
@@ -295,11 +341,39 @@ func (c *compiler) policy(where, name string, t map[string]any) *Policy {
 			}
 		}
 	}
+	c.hedging(where, p, t, hedgesSet)
 	if waitsOK && p.WaitMin > p.WaitMax {
 		c.fail(where, "wait_min_seconds (%v) > wait_max_seconds (%v)", p.WaitMin.Seconds(), p.WaitMax.Seconds())
 	}
 	p.retries = c.classes.covered(p.Exceptions)
 	return p
+}
+
+// hedging checks the hedging fields together. Without hedge_delay_seconds
+// > 0 the policy does not hedge, and hedge_quantile or max_hedges set to
+// anything but 0 is an error (a setting that would be silently ignored).
+// With it, max_hedges defaults to 1 and must be 1..attempts-1: every
+// attempt counts, hedges included, so there must be one to spare.
+func (c *compiler) hedging(where string, p *Policy, t map[string]any, hedgesSet bool) {
+	if p.HedgeDelay <= 0 {
+		if p.HedgeQuantile != 0 {
+			c.fail(where, "hedge_quantile needs hedge_delay_seconds > 0 (its floor)")
+		}
+		if p.MaxHedges != 0 {
+			c.fail(where, "max_hedges needs hedge_delay_seconds > 0")
+		}
+		p.HedgeQuantile, p.MaxHedges = 0, 0
+		return
+	}
+	if !hedgesSet {
+		p.MaxHedges = 1
+	}
+	if _, ok := t["max_hedges"]; ok && !hedgesSet {
+		return // already reported
+	}
+	if p.MaxHedges < 1 || p.MaxHedges > p.Attempts-1 {
+		c.fail(where, "max_hedges must be between 1 and attempts-1 (%d) when hedge_delay_seconds > 0, got %d", p.Attempts-1, p.MaxHedges)
+	}
 }
 
 // breaker decodes the circuit_breaker table; present means enabled unless

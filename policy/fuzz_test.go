@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -54,6 +55,41 @@ func FuzzParse(f *testing.F) {
 		}
 		if b := s.Breaker(); b.Enabled && (b.FailMax < 1 || b.ResetTimeout <= 0) {
 			t.Fatalf("accepted invalid breaker settings %+v", b)
+		}
+	})
+}
+
+// FuzzGuard feeds arbitrary documents to the guard: it must never panic,
+// and a document it accepts must reach the decoder and come back, with a
+// snapshot or an error, rather than crash the process.
+func FuzzGuard(f *testing.F) {
+	for _, tc := range guardCases {
+		if len(tc.doc) <= 4096 {
+			f.Add([]byte(tc.doc), tc.format)
+		}
+	}
+	for _, p := range []string{"testdata/seed.toml", "testdata/full.toml"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b, "toml")
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, format string) {
+		switch format {
+		case "toml", "yaml", "json":
+		default:
+			format = "toml"
+		}
+		err := guard(data, format, "fuzz")
+		if err != nil {
+			if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrTooDeep) && !errors.Is(err, ErrTooManyKeys) && !errors.Is(err, ErrTooManyValues) {
+				t.Fatalf("guard error wraps no limit: %v", err)
+			}
+			return
+		}
+		lc := &loadConfig{environ: func() []string { return nil }}
+		s, err := parse(data, format, "fuzz", lc)
+		if (s == nil) == (err == nil) {
+			t.Fatalf("parse = %v, %v: want a snapshot xor an error", s, err)
 		}
 	})
 }

@@ -2,12 +2,17 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/viper"
 )
 
@@ -64,7 +69,7 @@ func LoadFile(path string, opts ...LoadOption) (*Factory, error) {
 	if !f.load.explicit {
 		f.load.format = FormatOf(path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := ReadLimited(path)
 	if err != nil {
 		return nil, fmt.Errorf("rtx/policy: %w", err)
 	}
@@ -72,8 +77,24 @@ func LoadFile(path string, opts ...LoadOption) (*Factory, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.snap.Store(s)
+	f.state.Store(&state{snap: s, status: Status{Version: 1, Source: s.Source(), Applied: time.Now()}})
 	return f, nil
+}
+
+// ReadLimited reads the file at path, but no more than one byte past
+// [MaxDocumentSize]: enough for [Factory.Parse] to reject a file that is
+// too large without holding all of it in memory.
+func ReadLimited(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, MaxDocumentSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return data, nil
 }
 
 // FormatOf returns the settings format for a file name: "yaml" for .yaml and
@@ -110,43 +131,147 @@ func parse(data []byte, format, source string, lc *loadConfig) (*Snapshot, error
 	if source == "" {
 		source = "settings"
 	}
-	classes, err := builtinClasses().withUser(lc.classes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
-	}
 	switch format {
 	case "toml", "yaml", "json":
 	default:
 		return nil, fmt.Errorf("%s: unsupported settings format %q (want toml, yaml or json)", source, format)
+	}
+	// No parser sees a document over the limits.
+	if err := guard(data, format, source); err != nil {
+		return nil, err
+	}
+	return decode(data, format, source, lc)
+}
+
+// decode parses a document that passed the guard, merges its layers and
+// compiles the snapshot.
+func decode(data []byte, format, source string, lc *loadConfig) (*Snapshot, error) {
+	classes, err := builtinClasses().withUser(lc.classes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	// Viper's default key delimiter "." would split circuit names such as
 	// "api.example.com"; no settings key contains "::".
 	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
 	v.SetConfigType(format)
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		return nil, fmt.Errorf("%s: cannot parse %s: %w", source, format, unwrapViper(err))
+		return nil, parseError(source, format, data, unwrapViper(err))
 	}
 	environ := lc.environ
 	if environ == nil {
 		environ = os.Environ
 	}
 	env := environ()
-	envName := lc.env
+	envName, envFrom := lc.env, "WithEnv"
 	if !lc.envSet {
-		envName = lookup(env, "RTX_ENV")
+		envName, envFrom = lookup(env, "RTX_ENV"), "RTX_ENV"
 	}
 	all := v.AllSettings()
+	lay := Layout{Tables: tablesOf(all)}
 	doc := map[string]any{}
-	if d, ok := all["default"].(map[string]any); ok {
-		doc = d
+	defRes := hasKey(all["default"], "resilience")
+	_, rootRes := all["resilience"]
+	switch {
+	case defRes && rootRes:
+		return nil, fmt.Errorf("%s: both [default.resilience] and a top-level [resilience]: keep one layout (top-level tables: %s)",
+			source, listShort(lay.Tables, maxListed))
+	case rootRes:
+		// The seed's own layout: [resilience.*] with no environment level
+		// is the [default] layer.
+		doc = all
+		lay.Layers = append(lay.Layers, "top level")
+		lay.Resilience = true
+	default:
+		if d, ok := all["default"].(map[string]any); ok {
+			doc = d
+			lay.Layers = append(lay.Layers, "[default]")
+		}
+		lay.Resilience = defRes
 	}
 	if envName = strings.ToLower(envName); envName != "" && envName != "default" {
-		if over, ok := all[envName].(map[string]any); ok {
-			doc = merge(doc, over)
+		over, ok := all[envName].(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: environment %q (from %s) has no table in the file (environments: %s)",
+				source, envName, envFrom, listShort(environments(all), maxListed))
+		}
+		doc = merge(doc, over)
+		lay.Env = envName
+		lay.Layers = append(lay.Layers, "["+envName+"]")
+		lay.Resilience = lay.Resilience || hasKey(over, "resilience")
+	}
+	lay.EnvVars = applyEnv(doc, env)
+	if len(lay.EnvVars) > 0 {
+		lay.Layers = append(lay.Layers, "environment variables")
+	}
+	return compile(source, doc, classes, lay)
+}
+
+// hasKey reports whether v is a table holding key.
+func hasKey(v any, key string) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	_, ok = m[key]
+	return ok
+}
+
+// tablesOf returns the names of the document's top-level tables, sorted.
+func tablesOf(all map[string]any) []string {
+	var out []string
+	for k, v := range all {
+		if _, ok := v.(map[string]any); ok {
+			out = append(out, k)
 		}
 	}
-	applyEnv(doc, env)
-	return compile(source, doc, classes)
+	slices.Sort(out)
+	return out
+}
+
+// environments returns the environments a document offers: "default" and
+// every top-level table but the settings' own sections.
+func environments(all map[string]any) []string {
+	out := []string{"default"}
+	for _, t := range tablesOf(all) {
+		if t != "default" && t != "resilience" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// parseError names the document and, where the decoder gives it, the line
+// and column of a syntax error: settings.toml:3:7: toml: expected character ].
+func parseError(source, format string, data []byte, err error) error {
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		return fmt.Errorf("%s:%d:%d: %w", source, row, col, err)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		row, col := position(data, se.Offset)
+		return fmt.Errorf("%s:%d:%d: json: %w", source, row, col, err)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		row, col := position(data, te.Offset)
+		return fmt.Errorf("%s:%d:%d: json: %w", source, row, col, err)
+	}
+	// yaml.v3 puts "line N" in its own messages.
+	return fmt.Errorf("%s: cannot parse %s: %w", source, format, err)
+}
+
+// position returns the 1-based line and column of the byte at offset.
+func position(data []byte, offset int64) (row, col int) {
+	offset = min(max(offset, 0), int64(len(data)))
+	before := data[:offset]
+	row = bytes.Count(before, []byte{'\n'}) + 1
+	col = int(offset) - (bytes.LastIndexByte(before, '\n') + 1)
+	if col == 0 {
+		col = 1
+	}
+	return row, col
 }
 
 // unwrapViper drops viper's "While parsing config:" wrapper, keeping the
@@ -192,9 +317,10 @@ func merge(base, over map[string]any) map[string]any {
 // the field decoders parse, and name the variable in errors.
 type envValue struct{ name, value string }
 
-// applyEnv sets every RTX_A__B__C variable that names a settings key.
-// Variables that name no key are ignored: other tools share the prefix.
-func applyEnv(doc map[string]any, env []string) {
+// applyEnv sets every RTX_A__B__C variable that names a settings key and
+// returns their names, sorted. Variables that name no key are ignored:
+// other tools share the prefix.
+func applyEnv(doc map[string]any, env []string) (applied []string) {
 	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(k, "RTX_") || k == "RTX_ENV" {
@@ -216,7 +342,10 @@ func applyEnv(doc map[string]any, env []string) {
 			m = next
 		}
 		m[path[len(path)-1]] = envValue{name: k, value: v}
+		applied = append(applied, k)
 	}
+	slices.Sort(applied)
+	return applied
 }
 
 // settable reports whether path names a key of the settings layout.

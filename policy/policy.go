@@ -42,6 +42,17 @@ type Policy struct {
 	BudgetMinRetriesPerSec float64
 	// BudgetWindow is the span over which the budget counts attempts.
 	BudgetWindow time.Duration
+	// HedgeDelay is hedge_delay_seconds: how long an attempt may go
+	// unanswered before a hedge (a copy of the request) is sent; 0 means
+	// no hedging. When > 0 it is at least 1 ms.
+	HedgeDelay time.Duration
+	// HedgeQuantile is hedge_quantile: when in (0,1), the hedge delay is
+	// this quantile of the upstream's recent attempt latencies, HedgeDelay
+	// being its floor (and its value until enough samples); 0 is off.
+	HedgeQuantile float64
+	// MaxHedges is max_hedges: how many attempts may be in flight at once
+	// beyond the first, 1..Attempts-1 when hedging (default 1), 0 when not.
+	MaxHedges int
 
 	retries map[string]bool // every class covered by Exceptions
 }
@@ -100,10 +111,15 @@ func (p *Policy) Retries(class string) bool {
 	return class != "" && p.retries[class]
 }
 
-// single returns a copy of p limited to one attempt, for MESH mode and
-// disabled retries.
+// Hedges reports whether the policy sends hedges: HedgeDelay > 0 and
+// MaxHedges > 0.
+func (p *Policy) Hedges() bool { return p.HedgeDelay > 0 && p.MaxHedges > 0 }
+
+// single returns a copy of p limited to one attempt and no hedges, for
+// MESH mode and disabled retries.
 func (p *Policy) single() *Policy {
 	q := *p
 	q.Attempts = 1
+	q.HedgeDelay, q.HedgeQuantile, q.MaxHedges = 0, 0, 0
 	return &q
 }

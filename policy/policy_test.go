@@ -229,7 +229,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown retry key", "[default.resilience.retry]\nenable = true", []string{"[resilience.retry]", `unknown key "enable"`}},
 		{"reserved name", "[default.resilience.retry.policies.default]\nattempts = 2", []string{"reserved"}},
 		{"mode", "[default]\ndeployment_mode = \"cloud\"", []string{"deployment_mode", `"cloud"`}},
-		{"broken toml", "[default.resilience.retry\nattempts = ", []string{"settings.toml: cannot parse toml"}},
+		{"broken toml", "[default.resilience.retry\nattempts = ", []string{"settings.toml:1:26: toml: expected character ]"}},
 		{"fail max", "[default.resilience.circuit_breaker]\ndefault_fail_max = 0", []string{"default_fail_max must be >= 1"}},
 		{"circuit fail max", "[default.resilience.circuit_breaker.circuits.a]\nfail_max = -2", []string{`circuit "a"`, "fail_max must be >= 1"}},
 		{"negative reset", "[default.resilience.circuit_breaker]\ndefault_reset_timeout_sec = -1", []string{"default_reset_timeout_sec must be >= 0"}},
