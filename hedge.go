@@ -224,7 +224,7 @@ func (c *call) hedgeReady() bool {
 // its own, and returns its flight; its outcome arrives on results. A
 // refusal by the circuit or the hook comes back at once.
 func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, error) {
-	if hedge && c.rp == nil && hasBody(c.req) && c.nextBody == nil {
+	if hedge && c.req != nil && c.rp == nil && hasBody(c.req) && c.nextBody == nil {
 		if err := c.rewind(); err != nil {
 			return nil, outcome{}, err
 		}

@@ -89,18 +89,6 @@ func newHedgeServer(t *testing.T, slow int32) *hedgeServer {
 	return h
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling another goroutine's progress with a deadline
-	}
-}
-
 func hedgeTransport(t *testing.T, name string, opts ...Option) *Transport {
 	t.Helper()
 	base := cleanhttp.DefaultPooledTransport()
