@@ -34,6 +34,22 @@
 // when RTX_ENV or [WithEnv] names them, and RTX_ variables override single keys:
 // RTX_RESILIENCE__RETRY__POLICIES__FAST_RETRY__ATTEMPTS=5.
 //
+// A file whose tables start at [resilience] (no environment level), as the
+// seed's own words put it, is read as the [default] layer; [Snapshot.Layout]
+// says which layers and top-level tables were read. An environment the file
+// has no table for is an error that lists the ones it has.
+//
+// No parser sees a document over [MaxDocumentSize], nested deeper than
+// [MaxDepth], or holding more than [MaxKeys] keys or [MaxValues] values: a
+// linear scan rejects it first, on every path ([LoadFile], [Factory.Parse],
+// [Factory.Update], [Factory.Apply], and so the live sources). Within those
+// limits every shape of document decodes in well under a second. Parse
+// errors carry the line and column: settings.toml:3:7: toml: expected
+// character ].
+//
+// [Factory.Status] reports, without locks, the version, source and time of
+// the snapshot in force and the last rejected update, for a debug page.
+//
 // Nothing in this package keeps package-level mutable state; viper is used
 // only while loading, never on the request path.
 package policy

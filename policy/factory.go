@@ -105,7 +105,9 @@ func listShort(names []string, n int) string {
 
 // Layout says how a snapshot was read from its settings document, for a
 // tool that checks a file (rtx check) or a debug page. The zero value
-// describes a snapshot that was not read from a document ([Builtin]).
+// describes a snapshot that was not read from a document ([Builtin]). A
+// Layout returned by [Snapshot.Layout] shares its slices with the snapshot:
+// it is safe for concurrent reads and must not be modified.
 type Layout struct {
 	// Tables lists the document's top-level tables, sorted.
 	Tables []string
@@ -262,7 +264,9 @@ type state struct {
 
 // Status describes the snapshot a [Factory] serves and the last update it
 // turned down, for an operator's debug page. It is a value: later changes
-// to the factory do not show in a Status already returned.
+// to the factory do not show in a Status already returned, and it may be
+// read from any goroutine. The zero value describes a factory that has
+// served nothing yet.
 type Status struct {
 	// Version counts the snapshots put in force: 1 for the one LoadFile or
 	// NewFactory starts with, plus one for every successful Update, Apply
@@ -280,7 +284,7 @@ type Status struct {
 }
 
 // Rejection is an update that a [Factory] turned down; the snapshot in
-// force stayed.
+// force stayed. It is immutable once a Status holds it.
 type Rejection struct {
 	Source string    // the document's name
 	Err    string    // why it was rejected: the parse, limit or validation error
