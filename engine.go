@@ -117,7 +117,10 @@ func (c *call) begin(upstream []byte) {
 // failed attempt says retry (after a delay) or stop, and why.
 func (c *call) run() (*http.Response, error) {
 	if c.hedging() {
-		return c.runHedged()
+		// Hedged attempts run on goroutines that may outlive this frame:
+		// only this path moves the call to the heap.
+		h := *c
+		return h.runHedged()
 	}
 	var out outcome
 	for {
