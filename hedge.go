@@ -270,14 +270,16 @@ func (c *call) hedgeDelay() time.Duration {
 	return d
 }
 
-// observeLatency records a landed attempt's latency for the quantile
-// delay. A cancelled loser records how long it had run: a lower bound that
-// keeps slow attempts in the tail, where dropping them would pull the
-// quantile down.
+// observeLatency records a landed attempt for the quantile delay: an
+// answer's latency, or a primary cancelled as a loser, which straggled.
 func (c *call) observeLatency(f *flight, out outcome) {
 	if c.pol.HedgeQuantile <= 0 || c.lane == nil || out.refused != nil {
 		return
 	}
+	cancelled := f.state.Load() == flightCancelled
+	if !cancelled && out.err != nil && out.class == "" {
+		return // the caller's cancellation, or an error that says nothing of latency
+	}
 	now := time.Now()
-	c.lane.sketch(c.pol.HedgeQuantile).add(now.Sub(f.start), now.UnixNano())
+	c.lane.sketch(c.pol.HedgeQuantile).add(now.Sub(f.start), !f.hedge, cancelled, now.UnixNano())
 }

@@ -104,6 +104,7 @@ func Settings(name string, attemptTimeout time.Duration) string {
 		name, attempts, waitMin.Seconds(), waitMax.Seconds())
 	if attemptTimeout > 0 {
 		doc += fmt.Sprintf("timeout_seconds = %g\n", attemptTimeout.Seconds())
+		doc += "budget_min_retries_per_sec = 1\n" // the ratio governs the outage, not the floor
 	}
 	switch name {
 	case "hedge_fixed":
