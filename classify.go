@@ -87,8 +87,6 @@ func classifyError(err error) string {
 	return ""
 }
 
-// classException is the class of any error no other class covers.
-const classException = "Exception"
 
 // classifyAny is Classify for a Retrier's functions and a custom base
 // transport: an error that no rule covers and that is not final is an
@@ -97,7 +95,7 @@ const classException = "Exception"
 func classifyAny(classes *policy.Classes, resp *http.Response, err error) string {
 	class := Classify(classes, resp, err)
 	if class == "" && err != nil && !errors.Is(err, context.Canceled) && !isCertificateError(err) && !isPermanent(err) {
-		return classException
+		return policy.Exception
 	}
 	return class
 }

@@ -361,3 +361,37 @@ func TestRetrierBudget(t *testing.T) {
 		t.Errorf("amplification %.2f: the Retrier's budget did not hold", amp)
 	}
 }
+
+// A plain error is an Exception: retried by a policy that lists it (or
+// nothing narrower), never by one listing only HTTP classes.
+func TestRetrierRetriesPlainErrorsUnderException(t *testing.T) {
+	f := testFactory(t, quick+`
+[default.resilience.retry.policies.any]
+attempts = 3
+wait_min_seconds = 0.001
+wait_max_seconds = 0.001
+exceptions = ["Exception"]
+`)
+	plain := errors.New("backend said try again")
+	calls := 0
+	err := NewRetrier(f, "any").Do(t.Context(), func(context.Context) error { calls++; return plain })
+	var re *RetryError
+	if calls != 3 || !errors.As(err, &re) || re.Class != policy.Exception || !errors.Is(err, plain) {
+		t.Errorf("under Exception: %d calls, err %v", calls, err)
+	}
+	calls = 0
+	err = NewRetrier(f, "quick").Do(t.Context(), func(context.Context) error { calls++; return plain })
+	if calls != 1 || err != plain {
+		t.Errorf("under HTTPException: %d calls, err %v (want the error as is)", calls, err)
+	}
+	calls = 0
+	err = Do(t.Context(), f, "any", func(context.Context) error {
+		if calls++; calls < 3 {
+			return plain
+		}
+		return nil
+	})
+	if calls != 3 || err != nil {
+		t.Errorf("rtx.Do: %d calls, err %v", calls, err)
+	}
+}
