@@ -268,7 +268,7 @@ func (c *call) circuit() *circuit {
 	if !b.Enabled {
 		return nil
 	}
-	now := time.Now().UnixNano()
+	now := c.now.UnixNano() // coarse is enough to order last uses
 	if c.e.named == nil {
 		return c.up.circuitFor(c.up.key, b.Circuit(c.up.key), now)
 	}

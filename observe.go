@@ -250,7 +250,9 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 // open for the events of what the loop does next.
 func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out *outcome) {
 	a := out.span
-	o.duration.Record(req.Context(), time.Since(a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
+	if ctx := req.Context(); o.duration.Enabled(ctx) { // no clock read or look-up when no SDK listens
+		o.duration.Record(ctx, time.Since(a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
+	}
 	if a.span == nil {
 		return
 	}

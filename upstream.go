@@ -1,6 +1,7 @@
 package rtx
 
 import (
+	"cmp"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -22,6 +23,12 @@ const tableShards = 64
 
 // table is a bounded map from upstream key to its state. Lookups take a
 // shard's read lock; inserts past the bound evict within the shard.
+//
+// A lookup touches few cache lines, so that its cost stays flat with
+// hundreds of thousands of upstreams: maps are keyed by the key's hash, and
+// the entry, which holds its key's bytes and its first lane inline, says
+// whether the key is its own.
+//
 // The zero value is not usable: see newTable.
 type table struct {
 	seed   maphash.Seed
@@ -30,14 +37,15 @@ type table struct {
 }
 
 type shard struct {
-	mu sync.RWMutex
-	m  map[string]*upstream
+	mu       sync.RWMutex
+	m        map[uint64]*upstream
+	collided map[string]*upstream // keys whose hash an entry of m already has
 }
 
 func newTable(limit int) *table {
 	t := &table{seed: maphash.MakeSeed(), max: max(limit/tableShards, 1)}
 	for i := range t.shards {
-		t.shards[i].m = map[string]*upstream{}
+		t.shards[i].m = map[uint64]*upstream{}
 	}
 	return t
 }
@@ -46,30 +54,55 @@ func newTable(limit int) *table {
 // needed. key may be a view of a scratch buffer: it is copied before it is
 // stored.
 func (t *table) get(key []byte, now int64) *upstream {
-	s := &t.shards[maphash.Bytes(t.seed, key)%tableShards]
+	h := maphash.Bytes(t.seed, key)
+	s := &t.shards[h%tableShards]
 	s.mu.RLock()
-	u := s.m[string(key)] // no allocation: the compiler looks up without converting
+	u := s.m[h]
+	if u != nil && !u.is(key) {
+		u = s.collided[string(key)] // no allocation: the compiler looks up without converting
+	}
 	s.mu.RUnlock()
 	if u == nil {
-		u = t.insert(s, string(key), now)
+		u = t.insert(s, h, key, now)
 	}
 	u.touch(now)
 	return u
 }
 
-func (t *table) insert(s *shard, key string, now int64) *upstream {
+func (t *table) insert(s *shard, h uint64, key []byte, now int64) *upstream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u := s.m[key]; u != nil {
+	u := s.m[h]
+	if u != nil && !u.is(key) {
+		u = s.collided[string(key)]
+	}
+	if u != nil {
 		return u
 	}
-	if len(s.m) >= t.max {
+	if s.len() >= t.max {
 		s.evict(now, t.max)
 	}
-	u := &upstream{key: key}
-	u.used.Store(now)
-	s.m[key] = u
+	u = newUpstream(string(key), h, now)
+	if other := s.m[h]; other == nil {
+		s.m[h] = u
+	} else {
+		if s.collided == nil {
+			s.collided = map[string]*upstream{}
+		}
+		s.collided[u.key] = u
+	}
 	return u
+}
+
+func (s *shard) len() int { return len(s.m) + len(s.collided) }
+
+// remove deletes u from the shard. Must be called with s.mu held.
+func (s *shard) remove(u *upstream) {
+	if s.m[u.hash] == u {
+		delete(s.m, u.hash)
+		return
+	}
+	delete(s.collided, u.key)
 }
 
 // evict makes room in a full shard: first every entry that holds nothing a
@@ -77,28 +110,28 @@ func (t *table) insert(s *shard, key string, now int64) *upstream {
 // recently used eighth. Evicting a batch keeps the amortized cost of an
 // insert constant. Must be called with s.mu held.
 func (s *shard) evict(now int64, limit int) {
-	for k, u := range s.m {
+	all := make([]*upstream, 0, s.len())
+	for _, u := range s.m {
+		all = append(all, u)
+	}
+	for _, u := range s.collided {
+		all = append(all, u)
+	}
+	kept := all[:0]
+	for _, u := range all {
 		if u.idle(now) {
-			delete(s.m, k)
+			s.remove(u)
+		} else {
+			kept = append(kept, u)
 		}
 	}
 	target := limit - limit/8
-	if len(s.m) <= target {
+	if len(kept) <= target {
 		return
 	}
-	used := make([]int64, 0, len(s.m))
-	for _, u := range s.m {
-		used = append(used, u.used.Load())
-	}
-	slices.Sort(used)
-	cut := used[len(used)-target-1]
-	for k, u := range s.m {
-		if len(s.m) <= target {
-			break
-		}
-		if u.used.Load() <= cut {
-			delete(s.m, k)
-		}
+	slices.SortFunc(kept, func(a, b *upstream) int { return cmp.Compare(a.used.Load(), b.used.Load()) })
+	for _, u := range kept[:len(kept)-target] {
+		s.remove(u)
 	}
 }
 
@@ -108,7 +141,7 @@ func (t *table) len() int {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.RLock()
-		n += len(s.m)
+		n += s.len()
 		s.mu.RUnlock()
 	}
 	return n
@@ -124,6 +157,9 @@ func (t *table) each(fn func(*upstream)) {
 		for _, u := range s.m {
 			batch = append(batch, u)
 		}
+		for _, u := range s.collided {
+			batch = append(batch, u)
+		}
 		s.mu.RUnlock()
 		for _, u := range batch {
 			fn(u)
@@ -131,14 +167,42 @@ func (t *table) each(fn func(*upstream)) {
 	}
 }
 
+// shortKey is how many bytes of its key an entry holds inline.
+const shortKey = 48
+
 // upstream is the state kept for one upstream (a host:port, or a Retrier's
-// operation name): its circuit and, per policy, its budget.
+// operation name): its circuit and, per policy, its budget. What a
+// first-try request reads sits together: the key's bytes, the last use,
+// the circuit pointer and the first policy's lane.
 type upstream struct {
-	key     string
+	n       uint8 // len(key), or 0 when longer than shortKey
+	short   [shortKey]byte
 	used    atomic.Int64 // unix nanoseconds of the last use, coarse
 	circuit atomic.Pointer[circuit]
-	lanes   atomic.Pointer[[]*lane] // copy-on-write: read without locks
-	mu      sync.Mutex              // serializes writers of circuit and lanes
+	ready   atomic.Bool             // first is set
+	first   lane                    // the first policy's lane, inline
+	more    atomic.Pointer[[]*lane] // other policies' (and replaced) lanes: copy-on-write
+	mu      sync.Mutex              // serializes writers of circuit, first and more
+	hash    uint64
+	key     string
+}
+
+func newUpstream(key string, hash uint64, now int64) *upstream {
+	u := &upstream{key: key, hash: hash}
+	if len(key) <= shortKey {
+		u.n = uint8(len(key))
+		copy(u.short[:], key)
+	}
+	u.used.Store(now)
+	return u
+}
+
+// is reports whether key is the entry's own.
+func (u *upstream) is(key []byte) bool {
+	if u.n != 0 {
+		return int(u.n) == len(key) && string(u.short[:u.n]) == string(key)
+	}
+	return u.key == string(key)
 }
 
 // touchGrain is how stale a last-use time may get before it is written
@@ -154,7 +218,10 @@ func (u *upstream) touch(now int64) {
 // lane returns the upstream's state under a policy, made anew when the
 // policy's budget window changed.
 func (u *upstream) lane(p *policy.Policy) *lane {
-	if ls := u.lanes.Load(); ls != nil {
+	if u.ready.Load() && u.first.policy == p.Name && u.first.budget.window == p.BudgetWindow {
+		return &u.first
+	}
+	if ls := u.more.Load(); ls != nil {
 		for _, l := range *ls {
 			if l.policy == p.Name && l.budget.window == p.BudgetWindow {
 				return l
@@ -163,8 +230,17 @@ func (u *upstream) lane(p *policy.Policy) *lane {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if !u.ready.Load() {
+		u.first.policy = p.Name
+		u.first.budget.init(p.BudgetWindow)
+		u.ready.Store(true)
+		return &u.first
+	}
+	if u.first.policy == p.Name && u.first.budget.window == p.BudgetWindow {
+		return &u.first
+	}
 	var next []*lane
-	if ls := u.lanes.Load(); ls != nil {
+	if ls := u.more.Load(); ls != nil {
 		for _, l := range *ls {
 			if l.policy == p.Name {
 				if l.budget.window == p.BudgetWindow {
@@ -178,28 +254,38 @@ func (u *upstream) lane(p *policy.Policy) *lane {
 	l := &lane{policy: p.Name}
 	l.budget.init(p.BudgetWindow)
 	next = append(next, l)
-	u.lanes.Store(&next)
+	u.more.Store(&next)
 	return l
+}
+
+// lanes calls fn for each lane in use.
+func (u *upstream) lanes(fn func(*lane)) {
+	if u.ready.Load() {
+		fn(&u.first)
+	}
+	if ls := u.more.Load(); ls != nil {
+		for _, l := range *ls {
+			fn(l)
+		}
+	}
 }
 
 // idle reports whether the entry holds nothing that a fresh one would not:
 // no circuit, or a closed one with no failure counted, or an open one past
-// its reset timeout; and budgets whose windows hold nothing.
+// its reset timeout; budgets whose windows hold nothing; no recent latency.
 func (u *upstream) idle(now int64) bool {
 	if c := u.circuit.Load(); c != nil && !c.idle(now) {
 		return false
 	}
-	if ls := u.lanes.Load(); ls != nil {
-		for _, l := range *ls {
-			if !l.budget.empty(now) {
-				return false
-			}
-			if s := l.latency.Load(); s != nil && !s.idle(now) {
-				return false
-			}
+	idle := true
+	u.lanes(func(l *lane) {
+		if !l.budget.empty(now) {
+			idle = false
+		} else if s := l.latency.Load(); s != nil && !s.idle(now) {
+			idle = false
 		}
-	}
-	return true
+	})
+	return idle
 }
 
 // lane is an upstream's state under one policy.
