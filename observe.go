@@ -160,7 +160,7 @@ type attemptSpan struct {
 // traced and the caller's context has no span to put them under, so that
 // the attempts of one request share one trace. The span is named by the
 // method, of kind INTERNAL; it is nil when none was opened.
-func (o *observer) startCall(ctx context.Context, req *http.Request) (context.Context, trace.Span) {
+func (o *observer) startCall(ctx context.Context, req *http.Request, now time.Time) (context.Context, trace.Span) {
 	if !o.alwaysTrace || trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
@@ -168,7 +168,7 @@ func (o *observer) startCall(ctx context.Context, req *http.Request) (context.Co
 	if m == "_OTHER" {
 		m = "HTTP"
 	}
-	return o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindInternal),
+	return o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(now),
 		trace.WithAttributes(attribute.String("url.full", RedactURL(req.URL))))
 }
 

@@ -91,7 +91,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c.begin(upstreamKey(&c.key, req))
 	var span trace.Span
-	c.ctx, span = t.e.obs.startCall(ctx, req)
+	c.ctx, span = t.e.obs.startCall(ctx, req, c.now)
 	resp, err := c.run()
 	endCall(span, resp)
 	return resp, err

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -127,7 +128,12 @@ func printSpans(out io.Writer, ended []sdktrace.ReadOnlySpan) {
 	fmt.Fprintf(out, "\n# spans: %d in %d traces, for 2 requests\n", len(ended), len(order))
 	for _, id := range order {
 		ss := byTrace[id]
-		slices.SortFunc(ss, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
+		slices.SortFunc(ss, func(a, b sdktrace.ReadOnlySpan) int {
+			if c := a.StartTime().Compare(b.StartTime()); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Parent().SpanID().String(), b.Parent().SpanID().String()) // the request's span (no parent here) first
+		})
 		fmt.Fprintf(out, "trace %s…\n", id[:8])
 		inTrace := map[string]bool{}
 		for _, s := range ss {
