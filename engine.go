@@ -129,34 +129,53 @@ func (c *call) run() (*http.Response, error) {
 			return c.giveUp(out, ReasonBody, err)
 		}
 		if next.refused != nil {
-			if c.attempts == 0 {
-				c.e.obs.refused(c.ctx, c.pol)
-				return nil, next.refused
-			}
-			return c.giveUp(out, ReasonCircuitOpen, next.refused)
+			return c.refused(out, next.refused)
 		}
 		out = next
-		if c.ctx.Err() != nil || !c.pol.Retries(out.class) {
-			// The caller's cancellation is never retried; neither is an
-			// answer of no listed class.
+		if c.final(out) {
 			out.span.end()
 			return out.resp, out.err
 		}
-		delay, reason, stop := c.decide(out)
-		if reason != "" {
-			return c.giveUp(out, reason, stop)
-		}
-		c.e.obs.retry(c.ctx, c.req, c.pol, out, delay)
-		out.span.end()
-		out.span = attemptSpan{}
-		if out.resp != nil {
-			drain(out.resp.Body)
-			out.resp, out.err = nil, statusError(out.resp.StatusCode)
-		}
-		if err := sleep(c.ctx, delay); err != nil {
-			return c.giveUp(out, ReasonCanceled, err)
+		var resp *http.Response
+		if out, resp, err = c.retry(out); out.attempt == 0 {
+			return resp, err
 		}
 	}
+}
+
+// final reports whether an attempt's outcome ends the call as it is: the
+// caller's cancellation is never retried; neither is an answer of no
+// listed class.
+func (c *call) final(out outcome) bool {
+	return c.ctx.Err() != nil || !c.pol.Retries(out.class)
+}
+
+// refused ends a call whose next attempt a circuit refused: at once with
+// the refusal before any attempt, else giving up on the last outcome.
+func (c *call) refused(out outcome, refusal error) (*http.Response, error) {
+	if out.attempt == 0 {
+		c.e.obs.refused(c.ctx, c.pol)
+		return nil, refusal
+	}
+	return c.giveUp(out, ReasonCircuitOpen, refusal)
+}
+
+// retry follows a failure of a listed class through the decide step: it
+// waits out the delay and returns the outcome discarded (its status kept
+// as the error), or, when the call stops, a zero outcome with what the
+// call returns.
+func (c *call) retry(out outcome) (outcome, *http.Response, error) {
+	delay, reason, stop := c.decide(out)
+	if reason == "" {
+		c.e.obs.retry(c.ctx, c.req, c.pol, out, delay)
+		out = c.discard(out)
+		if stop = sleep(c.ctx, delay); stop == nil {
+			return out, nil, nil
+		}
+		reason = ReasonCanceled
+	}
+	resp, err := c.giveUp(out, reason, stop)
+	return outcome{}, resp, err
 }
 
 // attempt makes the next attempt on the call's goroutine, through the

@@ -105,11 +105,7 @@ func (c *call) runHedged() (*http.Response, error) {
 			return c.giveUp(out, ReasonBody, err)
 		}
 		if next.refused != nil {
-			if c.attempts == 0 {
-				c.e.obs.refused(c.ctx, c.pol)
-				return nil, next.refused
-			}
-			return c.giveUp(out, ReasonCircuitOpen, next.refused)
+			return c.refused(out, next.refused)
 		}
 		inflight = append(inflight, f)
 		timer.Reset(c.hedgeDelay())
@@ -123,13 +119,9 @@ func (c *call) runHedged() (*http.Response, error) {
 					if len(inflight) > 0 {
 						continue
 					}
-					if out.attempt == 0 {
-						c.e.obs.refused(c.ctx, c.pol)
-						return nil, l.out.refused
-					}
-					return c.giveUp(out, ReasonCircuitOpen, l.out.refused)
+					return c.refused(out, l.out.refused)
 				}
-				if c.ctx.Err() != nil || !c.pol.Retries(l.out.class) {
+				if c.final(l.out) {
 					c.abandon(inflight, results)
 					wonHedge = l.f.hedge
 					l.out.span.end()
@@ -157,14 +149,9 @@ func (c *call) runHedged() (*http.Response, error) {
 				}
 			}
 		}
-		delay, reason, stop := c.decide(out)
-		if reason != "" {
-			return c.giveUp(out, reason, stop)
-		}
-		c.e.obs.retry(c.ctx, c.req, c.pol, out, delay)
-		out = c.discard(out)
-		if err := sleep(c.ctx, delay); err != nil {
-			return c.giveUp(out, ReasonCanceled, err)
+		var resp *http.Response
+		if out, resp, err = c.retry(out); out.attempt == 0 {
+			return resp, err
 		}
 	}
 }
