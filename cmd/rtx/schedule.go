@@ -222,7 +222,7 @@ func postRetries(p *policy.Policy) string {
 			"kept on every attempt (idempotency_key = true)"
 	case p.Retries(policy.ConnectionError):
 		return "retried only when never sent (connection refused, dial failure, " +
-			"HTTP/2 REFUSED_STREAM), or when the caller sets an Idempotency-Key header"
+			"HTTP/2 REFUSED_STREAM or GOAWAY before the stream), or when the caller sets an Idempotency-Key header"
 	default:
 		return "retried only when the caller sets an Idempotency-Key header " +
 			"(the never-sent failures are ConnectionError, which this policy does not retry)"
