@@ -43,7 +43,7 @@ func hedgeNotes(p *policy.Policy) []hedgeNote {
 	if p.BudgetRatio < 0 {
 		worst += "no retry budget (budget_ratio = -1): nothing caps them across requests"
 	} else {
-		worst += fmt.Sprintf("the retry budget caps them at %s%% of the upstream's first attempts over any %s",
+		worst += fmt.Sprintf("the retry budget caps them at %s%% of the policy's first attempts to the upstream over any %s",
 			trimFloat(100*p.BudgetRatio, 2), fmtDur(p.BudgetWindow))
 		if p.BudgetMinRetriesPerSec > 0 {
 			worst += fmt.Sprintf(", plus %s a second", fmtNum(p.BudgetMinRetriesPerSec))

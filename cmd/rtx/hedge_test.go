@@ -56,7 +56,7 @@ func TestHedgeNotes(t *testing.T) {
 			"hedges: up to 2 copies of a slow request at once and 3 in all (max_hedges 1)",
 			// attempts 3: 3 copies in all, so 2 extra per request.
 			"worst load: 2x extra attempts per request",
-			"the retry budget caps them at 20% of the upstream's first attempts over any 10s, plus 10 a second",
+			"the retry budget caps them at 20% of the policy's first attempts to the upstream over any 10s, plus 10 a second",
 			// 1 - 0.95 = 5%; 1.5 x 5% = 7.5%.
 			"expected: about 5% of attempts hedged (1-0.95), kept under 7.5% (1.5 x (1-0.95))",
 		}, nil},
@@ -72,7 +72,7 @@ func TestHedgeNotes(t *testing.T) {
 			// attempts 2, max_hedges 1: both copies at once, 1 extra.
 			"up to 2 copies of a slow request at once and 2 in all",
 			"worst load: 1x extra attempts per request",
-			"caps them at 10% of the upstream's first attempts over any 5s",
+			"caps them at 10% of the policy's first attempts to the upstream over any 5s",
 			"about 1% of attempts hedged (1-0.99), kept under 1.5% (1.5 x (1-0.99))",
 		}, []string{"a second"}},
 	} {
