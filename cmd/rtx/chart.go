@@ -24,7 +24,7 @@ import (
 // Chart geometry. Each policy is a block, top to bottom: a heading, the two
 // panels side by side (the delays on the left, the cumulative time on the
 // right), each panel's legend under it, outside the data, and the policy's
-// warnings. Both panels have a logarithmic time axis labelled in durations,
+// hedging (when it hedges) and warnings. Both panels have a logarithmic time axis labelled in durations,
 // so a 100 ms policy and a 5 min one are read the same way, and the first
 // retries of a long policy are not flattened by its last ones.
 const (
@@ -34,10 +34,10 @@ const (
 	headingHeight = 8 * vg.Millimeter
 	panelHeight   = 7 * vg.Centimeter
 	legendHeight  = 15 * vg.Millimeter
-	noteLine      = 4.2 * vg.Millimeter // one line of a warning
+	noteLine      = 4.2 * vg.Millimeter // one line of a note or warning
 	blockGap      = 6 * vg.Millimeter
 	bandHalfWidth = 0.3 // of a retry's slot on the x axis
-	noteWidth     = 150 // characters per line of a warning on the picture
+	noteWidth     = 150 // characters per line of a note or warning on the picture
 )
 
 var (
@@ -48,6 +48,7 @@ var (
 	typColor    = color.RGBA{R: 0xf0, G: 0xa0, B: 0x30, A: 0xff}
 	bestColor   = color.RGBA{R: 0x1e, G: 0x6e, B: 0x32, A: 0xff}
 	warnColor   = color.RGBA{R: 0x9a, G: 0x3b, B: 0x00, A: 0xff}
+	hedgeColor  = color.RGBA{R: 0x20, G: 0x20, B: 0x20, A: 0xff}
 )
 
 // A chartRow is one policy's block of the picture: its schedule and the
@@ -71,12 +72,27 @@ func writeChartFile(path, format, caption string, rows []chartRow) (err error) {
 	return writeChart(f, format, caption, rows)
 }
 
-// notes returns the wrapped lines of a row's findings.
-func (r chartRow) notes() []string {
-	var lines []string
+// A note is one line of text under a row's panels.
+type note struct {
+	text  string
+	color color.Color
+}
+
+// notes returns the wrapped lines under a row's panels: the hedging
+// policy's delay and load, as plan prints them, then the findings.
+func (r chartRow) notes() []note {
+	var lines []note
+	add := func(text, first string, c color.Color) {
+		w := wrap(text, first, "    ", noteWidth)
+		for _, l := range strings.Split(strings.TrimRight(w, "\n"), "\n") {
+			lines = append(lines, note{l, c})
+		}
+	}
+	for _, n := range hedgeNotes(r.Schedule.Policy) {
+		add(n.Text, n.Key+": ", hedgeColor)
+	}
 	for _, f := range r.Findings {
-		w := wrap(f.Message+" ["+f.Check+"]", f.Severity.String()+": ", "    ", noteWidth)
-		lines = append(lines, strings.Split(strings.TrimRight(w, "\n"), "\n")...)
+		add(f.Message+" ["+f.Check+"]", f.Severity.String()+": ", warnColor)
 	}
 	return lines
 }
@@ -187,7 +203,7 @@ func drawRow(dc draw.Canvas, r chartRow, left, right, top vg.Length) error {
 	if notes := r.notes(); len(notes) > 0 {
 		y -= 2 * vg.Millimeter
 		for _, line := range notes {
-			dc.FillText(textStyle(9, warnColor), vg.Point{X: left, Y: y}, line)
+			dc.FillText(textStyle(9, line.color), vg.Point{X: left, Y: y}, line.text)
 			y -= noteLine
 		}
 	}

@@ -52,12 +52,12 @@ disabled every policy is one attempt and has nothing to warn about. Use
 func runCheck(cmd *cobra.Command, sf *settingsFlags, cf *checkFlags) error {
 	out := cmd.OutOrStdout()
 	var fs []finding
-	writeTables(out, sf)
 	f, err := sf.load()
 	if err != nil {
 		fs = loadFindings(err)
 	} else {
 		snap := f.Snapshot()
+		writeTables(out, sf, snap)
 		fs, err = lintSnapshot(snap, snap.Names(), lintOptions{MaxWait: cf.maxWait})
 		if err != nil {
 			return err

@@ -126,44 +126,73 @@ func TestLintMeshIsQuiet(t *testing.T) {
 }
 
 func TestCheckSaysWhichTablesItRead(t *testing.T) {
-	for _, tc := range []struct {
-		name, toml string
-		env        string
-		want       []string
-	}{
-		{"environments", `
+	const envs = `
 [default.resilience.retry.policies.fast_retry]
 attempts = 2
 timeout_seconds = 1
 [default.resilience.circuit_breaker]
 enabled = true
+  [default.resilience.circuit_breaker.circuits."api.example.com"]
+  fail_max = 3
 [production.resilience.retry.policies.fast_retry]
 attempts = 3
+[staging.resilience.retry.policies.fast_retry]
+attempts = 0
 [app]
 port = 8080
-`, "", []string{
-			"read: [default.resilience.retry] (policies fast_retry), [default.resilience.circuit_breaker]",
-			"not read, for --env production: [production.resilience.retry] (policies fast_retry)",
+`
+	for _, tc := range []struct {
+		name, toml string
+		env        string
+		vars       []string // KEY=value
+		want       []string
+	}{
+		{"environments", envs, "", nil, []string{
+			"environment default: read: [default]",
+			"policies: default (built-in values), fast_retry",
+			"circuit breaker: opens after 5 failures in a row, for 30s; circuits api.example.com",
+			"not read: [production] (changes fast_retry), [staging] (does not load: 1 error; see rtx check --env staging)",
+			"other tables, which change nothing: [app]",
 		}},
-		{"environment selected", `
-[default.resilience.retry.policies.fast_retry]
-attempts = 2
-timeout_seconds = 1
-[production.resilience.retry.policies.fast_retry]
-attempts = 3
-`, "production", []string{"environment production:", "read: [production.resilience.retry] (policies fast_retry)"}},
+		{"environment selected", envs, "production", nil, []string{
+			"environment production: read: [default], then [production]",
+			"not read: [staging] (does not load: 1 error", "other tables, which change nothing: [app]",
+		}},
+		{"environment variables", envs, "", []string{"RTX_RESILIENCE__RETRY__POLICIES__FAST_RETRY__ATTEMPTS=4"}, []string{
+			"read: [default], then environment variables RTX_RESILIENCE__RETRY__POLICIES__FAST_RETRY__ATTEMPTS",
+		}},
 		{"seed layout", `
 [resilience.retry.default_policy]
 attempts = 2
-`, "", []string{"read as [default]: [resilience.retry] (default_policy)"}},
+`, "", nil, []string{"read: the top-level [resilience] tables, as [default]", "policies: default circuit breaker: off"}},
+		{"mesh", `
+[default]
+deployment_mode = "mesh"
+[default.resilience.retry.policies.p]
+attempts = 4
+[default.resilience.circuit_breaker]
+`, "", nil, []string{
+			`policies: default, p (deployment_mode = "mesh": one attempt each)`,
+			"circuit breaker: passes everything through (mesh)",
+		}},
 		{"nothing to read", `
 [server]
 port = 8080
 [database]
 url = "x"
-`, "", []string{"no [default.resilience.*] or [resilience.*] tables (the file has tables [database], [server])"}},
+`, "", nil, []string{"no [default.resilience.*] or [resilience.*] tables (the file has tables [database], [server])"}},
+		{"only an environment has tables", `
+[server]
+port = 8080
+[production.resilience.retry.policies.p]
+attempts = 4
+`, "", nil, []string{"no [default.resilience.*]", "not read: [production] (changes p)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			for _, kv := range tc.vars {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
 			args := []string{"check", "--config", writeSettings(t, tc.toml)}
 			if tc.env != "" {
 				args = append(args, "--env", tc.env)

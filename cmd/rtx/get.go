@@ -136,7 +136,7 @@ func runGet(cmd *cobra.Command, sf *settingsFlags, gf *getFlags, rawURL string) 
 		var re *rtx.RetryError
 		if errors.As(err, &re) {
 			attempts = re.Attempts
-			fmt.Fprintf(stderr, "attempt %d%s: %s; giving up: %s\n", attempts, of, red.outcome(re.Class, 0, re.Err), re.Reason)
+			fmt.Fprintf(stderr, "attempt %d%s: %s; %s\n", attempts, of, red.outcome(re.Class, 0, re.Err), givingUp(re.Reason, req.Method))
 		} else {
 			fmt.Fprintf(stderr, "attempt %d%s: %s\n", attempts, of, red.outcome(rtx.Classify(snap.Classes(), nil, err), 0, err))
 		}
@@ -148,10 +148,7 @@ func runGet(cmd *cobra.Command, sf *settingsFlags, gf *getFlags, rawURL string) 
 	line := fmt.Sprintf("attempt %d%s: %s", retries+1, of, red.outcome(class, resp.StatusCode, nil))
 	switch {
 	case fail != nil:
-		line += "; giving up: " + string(fail.Reason)
-		if fail.Reason == rtx.ReasonNotIdempotent {
-			line += " (" + req.Method + " is retried only when never sent: set retry_non_idempotent or idempotency_key, or send an Idempotency-Key header)"
-		}
+		line += "; " + givingUp(fail.Reason, req.Method)
 	case class != "" && !pol.Retries(class):
 		line += "; not retried: policy " + name + " does not list " + class
 	}
@@ -164,6 +161,18 @@ func runGet(cmd *cobra.Command, sf *settingsFlags, gf *getFlags, rawURL string) 
 		return failed(fmt.Errorf("status %d", resp.StatusCode))
 	}
 	return nil
+}
+
+// givingUp says why the retries stopped, with what to do when the method
+// was the reason. It is the one place get says so: the RetryError's own
+// message, which carries the same advice, is not printed.
+func givingUp(reason rtx.Reason, method string) string {
+	s := "giving up: " + string(reason)
+	if reason == rtx.ReasonNotIdempotent {
+		s += " (" + method + " is retried only when never sent: send an Idempotency-Key header, " +
+			"or set idempotency_key = true or retry_non_idempotent = true in the policy)"
+	}
+	return s
 }
 
 // buildRequest makes the request the flags describe, and the redactor for

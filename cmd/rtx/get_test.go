@@ -114,12 +114,58 @@ func TestGetPostIsNotRetriedAfterReachingTheServer(t *testing.T) {
 	if !strings.Contains(r.stderr, "attempt 1/3: HTTPRequestError, 503 Service Unavailable; giving up: not idempotent") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
+	if n := strings.Count(r.stderr, "Idempotency-Key"); n != 1 {
+		t.Errorf("the advice is given %d times, want once:\n%s", n, r.stderr)
+	}
 	if r.stdout != "busy\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
 	r = run(t, "get", "--config", "testdata/seed.toml", "--fail", "-X", "post", "-d", "x", srv.URL)
 	if r.code != 1 {
 		t.Errorf("--fail on 503: exit %d, want 1", r.code)
+	}
+}
+
+// TestGetPostResetAfterSending: a POST whose connection is closed after the
+// server read it ends in an error (no response), and get gives the advice
+// once, as it does for a response.
+func TestGetPostResetAfterSending(t *testing.T) {
+	var mu sync.Mutex
+	seen := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen++
+		mu.Unlock()
+		buf := make([]byte, 64)
+		for {
+			if _, err := r.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close() // the request reached the server; no answer
+	}))
+	t.Cleanup(srv.Close)
+	r := run(t, "get", "--config", "testdata/seed.toml", "--policy", "fast_retry", "-d", "a=1", srv.URL)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	mu.Lock()
+	n := seen
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("server saw %d requests, want 1: a POST that reached it is not resent", n)
+	}
+	if !strings.Contains(r.stderr, "attempt 1/3: ConnectionError, ") ||
+		!strings.Contains(r.stderr, "; giving up: not idempotent (POST is retried only when never sent: send an Idempotency-Key header") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if c := strings.Count(r.stderr, "Idempotency-Key"); c != 1 {
+		t.Errorf("the advice is given %d times, want once:\n%s", c, r.stderr)
 	}
 }
 

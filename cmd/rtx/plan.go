@@ -40,11 +40,15 @@ func newPlanCmd(sf *settingsFlags) *cobra.Command {
     own time cannot be bounded: worst then counts delays only, marked *.
   - the classes it retries, each expanded into the classes below it, and
     when POST and other non-idempotent requests are retried.
+  - for a policy that hedges (hedge_delay_seconds > 0): when a hedge is
+    sent, how many copies of a slow request go out at once and in all, the
+    worst-case extra load (attempts-1 extra attempts per request, capped
+    across requests by the retry budget) and the expected one.
   - check's findings for the policy.
 
 --svg and --png also draw it: per policy the delay band of each retry
 (min..max, median marked), the cumulative time to give up (best, typical,
-worst) on a logarithmic time axis, and check's findings.`,
+worst) on a logarithmic time axis, the hedging lines and check's findings.`,
 		Example: `  rtx plan --config settings.toml
   rtx plan --config settings.toml --env production --policy fast_retry
   rtx plan --config settings.toml --svg plan.svg --png plan.png`,
@@ -147,6 +151,9 @@ func writePolicyPlan(w io.Writer, classes *policy.Classes, s schedule) {
 	}
 	line("statuses", statusRetries(p))
 	line("POST, PATCH", postRetries(p))
+	for _, n := range hedgeNotes(p) {
+		line(n.Key, n.Text)
+	}
 	if len(s.Steps) == 0 {
 		fmt.Fprintln(w, "  one attempt: no retries, gives up when it fails.")
 		return

@@ -72,6 +72,19 @@ func TestReadmePlanIsCurrent(t *testing.T) {
 	}
 }
 
+// TestReadmeHedgePlanIsCurrent does the same for the hedging policy's plan.
+func TestReadmeHedgePlanIsCurrent(t *testing.T) {
+	got := pasted(t, "go run . plan --config testdata/hedge.toml --policy search`):\n\n```text\n")
+	r := run(t, "plan", "--config", "testdata/hedge.toml", "--env", "default", "--policy", "search")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if got != r.stdout {
+		t.Errorf("README.md's hedging plan output is stale; paste the output of\n"+
+			"  go run . plan --config testdata/hedge.toml --policy search\ngot:\n%s", r.stdout)
+	}
+}
+
 // TestReadmeCheckIsCurrent does the same for check's output.
 func TestReadmeCheckIsCurrent(t *testing.T) {
 	got := pasted(t, "$ cd cmd/rtx && go run . check --config testdata/seed.toml\n")

@@ -136,8 +136,13 @@ func retriedClasses(c *policy.Classes, p *policy.Policy) string {
 			continue
 		}
 		below := descendants(c, e)
+		// e covers every class when all others are below it or above it
+		// (its depth counts the classes above: HTTPException has Exception).
+		every := len(below) > 0 && len(below) == len(tree)-1-depth[e]
 		switch {
-		case depth[e] == 0 && len(below) == len(tree)-1 && len(below) > 0:
+		case every && e == policy.Exception:
+			parts = append(parts, e+" (any error; every class: "+strings.Join(below, ", ")+")")
+		case every:
 			parts = append(parts, e+" (every class: "+strings.Join(below, ", ")+")")
 		case len(below) > 0:
 			parts = append(parts, e+" (with "+strings.Join(below, ", ")+")")
@@ -150,10 +155,12 @@ func retriedClasses(c *policy.Classes, p *policy.Policy) string {
 
 // notRetried lists the classes the policy leaves alone; a class part of
 // which is retried reads "HTTPRequestError other than ConnectionError", and
-// stands for its other descendants too. The root is left out when only part
-// of it is retried (that part is named by the retried classes).
+// stands for its other descendants too. Exception and HTTPException are
+// left out when only part of them is retried: their children are listed
+// instead, and Exception's own errors (a custom base transport's errors that
+// no other class covers) are named only by a policy that lists it.
 func notRetried(c *policy.Classes, p *policy.Policy) string {
-	tree, depth := classTree(c)
+	tree, _ := classTree(c)
 	var parts []string
 	skip := map[string]bool{}
 	for _, n := range tree {
@@ -172,7 +179,7 @@ func notRetried(c *policy.Classes, p *policy.Policy) string {
 			for _, d := range descendants(c, n) {
 				skip[d] = true
 			}
-		case depth[n] > 0:
+		case n != policy.Exception && n != policy.HTTPException:
 			// "n other than ..." covers n's other descendants too.
 			parts = append(parts, n+" other than "+strings.Join(topmost(c, in), ", "))
 			for _, d := range descendants(c, n) {
@@ -215,7 +222,7 @@ func postRetries(p *policy.Policy) string {
 			"kept on every attempt (idempotency_key = true)"
 	case p.Retries(policy.ConnectionError):
 		return "retried only when never sent (connection refused, dial failure, " +
-			"HTTP/2 REFUSED_STREAM), or when the caller sets an Idempotency-Key header"
+			"HTTP/2 REFUSED_STREAM or GOAWAY before the stream), or when the caller sets an Idempotency-Key header"
 	default:
 		return "retried only when the caller sets an Idempotency-Key header " +
 			"(the never-sent failures are ConnectionError, which this policy does not retry)"

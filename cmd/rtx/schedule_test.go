@@ -17,6 +17,10 @@ exceptions = ["ConnectionError"]
 exceptions = ["HTTPRequestError", "ConnectionError"]
 [default.resilience.retry.policies.limited]
 exceptions = ["RateLimited", "HTTPTimeoutError"]
+[default.resilience.retry.policies.any]
+exceptions = ["Exception"]
+[default.resilience.retry.policies.none]
+exceptions = []
 `)
 	f, err := policy.LoadFile(path, policy.WithEnv(""), policy.WithClass(policy.Class{
 		Name: "RateLimited", Parent: policy.HTTPRequestError,
@@ -31,6 +35,8 @@ exceptions = ["RateLimited", "HTTPTimeoutError"]
 		{"conn", "ConnectionError", "HTTPRequestError other than ConnectionError; HTTPTimeoutError"},
 		{"req", "HTTPRequestError (with ConnectionError, RateLimited)", "HTTPTimeoutError"},
 		{"limited", "RateLimited; HTTPTimeoutError", "HTTPRequestError other than RateLimited"},
+		{"any", "Exception (any error; every class: HTTPException, HTTPRequestError, ConnectionError, RateLimited, HTTPTimeoutError)", ""},
+		{"none", "nothing (exceptions is empty)", "Exception"},
 	} {
 		p, err := snap.Policy(tc.name)
 		if err != nil {

@@ -1,174 +1,137 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
-
-	"github.com/spf13/viper"
 
 	"github.com/athomic-go/rtx/policy"
 )
 
-// A layer is one environment's resilience tables as the settings file has
-// them: [default.resilience.*], [production.resilience.*], or the seed's
-// [resilience.*], which is read as the default layer.
-type layer struct {
-	// Prefix is the tables' common prefix: "default.resilience",
-	// "production.resilience" or "resilience".
-	Prefix string
-	// Env is the environment the layer belongs to ("default" for the seed's
-	// layout).
-	Env string
-	// Retry and Breaker say whether the retry and circuit_breaker tables
-	// are present; Default whether retry has a default_policy table.
-	Retry, Breaker, Default bool
-	// Policies are the names under retry.policies, sorted.
-	Policies []string
-	// Read says whether loading the file under the environment in force
-	// reads the layer.
-	Read bool
-}
+// maxProbed is how many of the file's other top-level tables check loads
+// as environments to say what --env would change; it names the rest.
+const maxProbed = 10
 
-// settingsTables lists the resilience tables of the settings file at path
-// for environment env ("" for the default only), which ones loading it
-// reads, and the file's other top-level tables. It is what check reports
-// as "read". The file is decoded once more, here, with viper (as
-// policy.LoadFile does, with a delimiter that keeps "api.example.com"
-// whole); the result is only shown, never used to decide anything.
-func settingsTables(path, env string) (layers []layer, others []string, err error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
-	v.SetConfigType(policy.FormatOf(path))
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		return nil, nil, err
-	}
-	doc := v.AllSettings()
-	_, hasDefault := table(doc, "default", "resilience")
-	for _, top := range slices.Sorted(maps.Keys(doc)) {
-		if top == "resilience" {
-			res, _ := table(doc, "resilience")
-			l := newLayer("resilience", "default", res)
-			l.Read = !hasDefault // the seed's layout is the default layer when the file has no [default.resilience]
-			layers = append(layers, l)
-			continue
-		}
-		res, ok := table(doc, top, "resilience")
-		if !ok {
-			others = append(others, top)
-			continue
-		}
-		l := newLayer(top+".resilience", top, res)
-		l.Read = top == "default" || top == env
-		layers = append(layers, l)
-	}
-	// The default layer first, then the environments by name.
-	slices.SortStableFunc(layers, func(a, b layer) int {
-		if (a.Env == "default") != (b.Env == "default") {
-			if a.Env == "default" {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
-	return layers, others, nil
-}
-
-func newLayer(prefix, env string, res map[string]any) layer {
-	l := layer{Prefix: prefix, Env: env}
-	if retry, ok := table(res, "retry"); ok {
-		l.Retry = true
-		_, l.Default = table(retry, "default_policy")
-		if ps, ok := table(retry, "policies"); ok {
-			l.Policies = slices.Sorted(maps.Keys(ps))
-		}
-	}
-	_, l.Breaker = table(res, "circuit_breaker")
-	return l
-}
-
-// table walks doc down the keys and returns the table found there.
-func table(doc map[string]any, keys ...string) (map[string]any, bool) {
-	cur := doc
-	for _, k := range keys {
-		next, ok := cur[k].(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		cur = next
-	}
-	return cur, true
-}
-
-// envInForce is the environment the settings are read for: --env, else
-// RTX_ENV, else "" (the default layer only).
-func (s *settingsFlags) envInForce() string {
-	if s.env != "" {
-		return s.env
-	}
-	return os.Getenv("RTX_ENV")
-}
-
-// writeTables reports which tables of the settings file were read, one
-// line per layer, for check. A file with no resilience table at all gets
-// a line naming the tables it has, since every policy then is the
-// built-in default.
-func writeTables(w io.Writer, sf *settingsFlags) {
-	env := sf.envInForce()
-	layers, others, err := settingsTables(sf.config, env)
-	if err != nil {
-		return // the load error already says why
-	}
+// writeTables reports, for check, how the settings were read, from the
+// snapshot's Layout: the layers merged (the default one, the environment's,
+// RTX_ variables), the policies and circuit breaker they give, and, for each
+// of the file's other top-level tables, what it changes over the default
+// layer when --env names it. A file with no resilience table gets a line naming the tables it
+// has, since every policy then is the built-in default.
+func writeTables(w io.Writer, sf *settingsFlags, snap *policy.Snapshot) {
+	lay := snap.Layout()
+	line := func(text string) { fmt.Fprint(w, wrap(text, "  ", "    ", width)) }
 	fmt.Fprintf(w, "%s, environment %s:\n", sf.config, sf.envName())
-	for _, l := range layers {
-		var tables []string
-		if l.Retry {
-			t := "[" + l.Prefix + ".retry]"
-			var sub []string
-			if l.Default {
-				sub = append(sub, "default_policy")
-			}
-			if len(l.Policies) > 0 {
-				sub = append(sub, "policies "+strings.Join(l.Policies, ", "))
-			}
-			if len(sub) > 0 {
-				t += " (" + strings.Join(sub, "; ") + ")"
-			}
-			tables = append(tables, t)
-		}
-		if l.Breaker {
-			tables = append(tables, "["+l.Prefix+".circuit_breaker]")
-		}
-		if len(tables) == 0 {
-			tables = append(tables, "["+l.Prefix+"] (no retry or circuit_breaker table)")
-		}
-		var state string
-		switch {
-		case !l.Read && l.Prefix == "resilience":
-			state = "not read, the file has [default.resilience]: "
-		case !l.Read:
-			state = "not read, for --env " + l.Env + ": "
-		case l.Prefix == "resilience":
-			state = "read as [default]: "
-		default:
-			state = "read: "
-		}
-		fmt.Fprint(w, wrap(state+strings.Join(tables, ", "), "  ", "    ", width))
-	}
-	if len(layers) == 0 {
+	if lay.Resilience {
+		line("read: " + layersText(lay))
+		line(policiesText(snap))
+		line(breakerText(snap))
+	} else {
 		found := "no tables"
-		if len(others) > 0 {
-			found = "tables [" + strings.Join(others, "], [") + "]"
+		if len(lay.Tables) > 0 {
+			found = "tables [" + strings.Join(lay.Tables, "], [") + "]"
 		}
-		fmt.Fprint(w, wrap("no [default.resilience.*] or [resilience.*] tables (the file has "+found+
-			"): every policy is the built-in default", "  ", "    ", width))
+		line("no [default.resilience.*] or [resilience.*] tables (the file has " + found +
+			"): every policy is the built-in default")
 	}
+
+	var others []string
+	for _, t := range lay.Tables {
+		if t != "default" && t != "resilience" && t != lay.Env {
+			others = append(others, t)
+		}
+	}
+	// What an environment changes is counted from the default layer alone.
+	base := snap
+	if lay.Env != "" {
+		f, err := policy.LoadFile(sf.config, policy.WithEnv(""))
+		if err != nil {
+			return // the default layer alone does not load: the environment's tables cannot be compared
+		}
+		base = f.Snapshot()
+	}
+	var envs, inert []string
+	for i, t := range others {
+		if i == maxProbed {
+			inert = append(inert, fmt.Sprintf("and %d more, not tried", len(others)-maxProbed))
+			break
+		}
+		switch changed, err := probeEnv(sf, t, base); {
+		case err != nil:
+			envs = append(envs, fmt.Sprintf("[%s] (does not load: %s; see rtx check --env %s)", t, plural(len(loadFindings(err)), "error"), t))
+		case len(changed) > 0:
+			envs = append(envs, fmt.Sprintf("[%s] (changes %s)", t, strings.Join(changed, ", ")))
+		default:
+			inert = append(inert, "["+t+"]")
+		}
+	}
+	if len(envs) > 0 {
+		line("not read: " + strings.Join(envs, ", "))
+	}
+	if len(inert) > 0 && lay.Resilience {
+		line("other tables, which change nothing: " + strings.Join(inert, ", "))
+	}
+}
+
+// layersText names the layers merged, in order: "[default], then
+// [production], then environment variables RTX_...".
+func layersText(lay policy.Layout) string {
+	var parts []string
+	for _, l := range lay.Layers {
+		switch l {
+		case "top level":
+			parts = append(parts, "the top-level [resilience] tables, as [default]")
+		case "environment variables":
+			parts = append(parts, "environment variables "+strings.Join(lay.EnvVars, ", "))
+		default:
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, ", then ")
+}
+
+// policiesText names the policies the layers give, the default one marked
+// when its values are the built-in ones, or says when the mode makes every
+// policy one attempt.
+func policiesText(snap *policy.Snapshot) string {
+	names := snap.Names()
+	switch {
+	case snap.Mode() == policy.Mesh:
+		return "policies: " + strings.Join(names, ", ") + " (deployment_mode = \"mesh\": one attempt each)"
+	case !snap.Enabled():
+		return "policies: " + strings.Join(names, ", ") + " (enabled = false: one attempt each)"
+	case !slices.Contains(snap.Changed(policy.Builtin()), "default"):
+		names[0] = "default (built-in values)"
+	}
+	return "policies: " + strings.Join(names, ", ")
+}
+
+// breakerText describes the circuit breaker the layers give.
+func breakerText(snap *policy.Snapshot) string {
+	b := snap.Breaker()
+	switch {
+	case !b.Enabled && snap.Mode() == policy.Mesh:
+		return "circuit breaker: passes everything through (mesh)"
+	case !b.Enabled:
+		return "circuit breaker: off"
+	}
+	text := fmt.Sprintf("circuit breaker: opens after %s in a row, for %s",
+		plural(int(b.FailMax), "failure"), fmtDur(b.ResetTimeout))
+	if len(b.Circuits) > 0 {
+		text += "; circuits " + strings.Join(slices.Sorted(maps.Keys(b.Circuits)), ", ")
+	}
+	return text
+}
+
+// probeEnv loads the settings file as --env table would, and returns what
+// that changes from base, the default layer's snapshot: the policies and
+// "circuit_breaker".
+func probeEnv(sf *settingsFlags, table string, snap *policy.Snapshot) ([]string, error) {
+	f, err := policy.LoadFile(sf.config, policy.WithEnv(table))
+	if err != nil {
+		return nil, err
+	}
+	return f.Snapshot().Changed(snap), nil
 }
