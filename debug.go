@@ -288,8 +288,9 @@ type DebugTarget struct {
 	Upstreams DebugList  `json:"upstreams"`
 	Circuits  *DebugList `json:"circuits,omitempty"` // under custom circuit keys only
 
-	GiveUpsTotal uint64        `json:"give_ups_total"` // since it was made
-	GiveUps      []DebugGiveUp `json:"give_ups"`       // the last few, latest first
+	GiveUpsTotal    uint64         `json:"give_ups_total"`     // since it was made
+	GiveUpsByReason []DebugGiveUps `json:"give_ups_by_reason"` // since it was made, the most frequent first
+	GiveUps         []DebugGiveUp  `json:"give_ups"`           // the last few, latest first
 }
 
 // DebugList is a bounded list of upstream (or circuit) entries.
@@ -353,6 +354,12 @@ type DebugHedge struct {
 	P99      *float64 `json:"p99_seconds,omitempty"`
 }
 
+// DebugGiveUps counts the give-ups for one reason.
+type DebugGiveUps struct {
+	Reason Reason `json:"reason"`
+	Count  uint64 `json:"count"`
+}
+
 // DebugGiveUp is one call that gave up, as its log line tells it.
 type DebugGiveUp struct {
 	Time     time.Time `json:"time"`
@@ -370,9 +377,10 @@ type DebugGiveUp struct {
 // giveUpLog is an engine's ring of its last give-ups. Only the give-up
 // path writes it, never the path of a first try that succeeds.
 type giveUpLog struct {
-	mu    sync.Mutex
-	total uint64
-	ring  [debugGiveUps]giveUp
+	mu       sync.Mutex
+	total    uint64
+	byReason map[Reason]uint64 // as many keys as there are reasons
+	ring     [debugGiveUps]giveUp
 }
 
 // giveUp is what is kept of a give-up; its URL and error are redacted when
@@ -407,12 +415,16 @@ func (l *giveUpLog) record(c *call, out outcome, reason Reason) {
 	l.mu.Lock()
 	l.ring[l.total%debugGiveUps] = g
 	l.total++
+	if l.byReason == nil {
+		l.byReason = map[Reason]uint64{}
+	}
+	l.byReason[reason]++
 	l.mu.Unlock()
 }
 
-// last returns the give-ups remembered, latest first, and how many there
-// were in all.
-func (l *giveUpLog) last() ([]DebugGiveUp, uint64) {
+// last returns the give-ups remembered, latest first, how many there were
+// in all, and how many for each reason.
+func (l *giveUpLog) last() ([]DebugGiveUp, uint64, []DebugGiveUps) {
 	l.mu.Lock()
 	total := l.total
 	n := min(total, debugGiveUps)
@@ -420,7 +432,14 @@ func (l *giveUpLog) last() ([]DebugGiveUp, uint64) {
 	for i := range n {
 		gs = append(gs, l.ring[(total-1-i)%debugGiveUps])
 	}
+	counts := make([]DebugGiveUps, 0, len(l.byReason))
+	for r, c := range l.byReason {
+		counts = append(counts, DebugGiveUps{Reason: r, Count: c})
+	}
 	l.mu.Unlock()
+	slices.SortFunc(counts, func(a, b DebugGiveUps) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(string(a.Reason), string(b.Reason)))
+	})
 	out := make([]DebugGiveUp, len(gs))
 	for i, g := range gs {
 		d := DebugGiveUp{Time: g.at.UTC(), Policy: g.policy, Upstream: g.upstream, Class: g.class, Reason: g.reason,
@@ -433,7 +452,7 @@ func (l *giveUpLog) last() ([]DebugGiveUp, uint64) {
 		}
 		out[i] = d
 	}
-	return out, total
+	return out, total, counts
 }
 
 // tally returns the first attempts and retries in the budget's window at
@@ -514,7 +533,7 @@ func (h *DebugHandler) state(now time.Time) DebugState {
 			l := debugList(e.named, snap, now, limit)
 			t.Circuits = &l
 		}
-		t.GiveUps, t.GiveUpsTotal = e.giveUps.last()
+		t.GiveUps, t.GiveUpsTotal, t.GiveUpsByReason = e.giveUps.last()
 		st.Targets = append(st.Targets, t)
 	}
 	return st
@@ -793,11 +812,11 @@ table{border-collapse:collapse;margin:.2em 0;background:#fff}th,td{border:1px so
 th{background:#f1f3f6;font-weight:600;font-size:13px}td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .st{display:inline-block;min-width:5.5em;text-align:center;border-radius:3px;padding:0 6px;font-weight:600;font-size:12px;color:#fff}
-.open{background:#c62828}.half-open{background:#e08a00}.closed{background:#2e7d32}.none{background:#9aa1ad}
+.st.open{background:#c62828}.st.half-open{background:#e08a00}.st.closed{background:#2e7d32}.st.none{background:#9aa1ad}
 tr.open td{background:#fdecec}tr.half-open td{background:#fff5e0}
 .sum span{margin-right:1.2em}.bad{color:#c62828;font-weight:600}.warn{color:#b26a00;font-weight:600}
 .rej{border:1px solid #e5a0a0;background:#fdecec;padding:6px 10px;margin:.4em 0;max-width:70em}
-.note{color:#667085;font-style:italic}.lane{white-space:nowrap}
+.note{color:#667085;font-style:italic}.lane,.nw{white-space:nowrap}table.wide{width:100%}td.req{overflow-wrap:anywhere}td.req code{font-size:12px}
 </style></head><body>
 <h1>rtx <small>what it is doing now</small></h1>
 <p class="meta">{{.Time.Format "2006-01-02 15:04:05.000Z"}} · <a href="?format=json">JSON</a>{{if not .Refresh}} · <a href="?refresh=5">reload every 5s</a>{{end}}</p>
@@ -813,11 +832,11 @@ tr.open td{background:#fdecec}tr.half-open td{background:#fff5e0}
 <p class="sum">{{with .Upstreams}}<span{{if .Open}} class="bad"{{end}}>{{.Open}} open</span><span{{if .HalfOpen}} class="warn"{{end}}>{{.HalfOpen}} half-open</span><span>{{.Total}} upstreams</span>{{end}}<span{{if .GiveUps}} class="warn"{{end}}>{{.GiveUpsTotal}} give-ups</span></p>
 {{- template "list" (args $ .Upstreams "upstream")}}
 {{- with .Circuits}}<h3>Circuits (custom keys)</h3>{{template "list" (args $ . "circuit")}}{{end}}
-<h3>Last give-ups</h3>
+<h3>Last give-ups{{if .GiveUpsTotal}} <small>of {{.GiveUpsTotal}}: {{range $i, $r := .GiveUpsByReason}}{{if $i}}, {{end}}{{$r.Count}} {{$r.Reason}}{{end}}</small>{{end}}</h3>
 {{- if .GiveUps}}
-<table><tr><th>time</th><th>policy</th><th>upstream</th><th>reason</th><th>class</th><th>attempts</th><th>status</th><th>request</th><th>error</th></tr>
+<table class="wide"><tr><th>time</th><th>policy</th><th>upstream</th><th>reason · class</th><th>attempts</th><th>status</th><th>request · error</th></tr>
 {{- range .GiveUps}}
-<tr><td title="{{.Time.Format "2006-01-02T15:04:05.000Z07:00"}}">{{$.Clock .Time}} <small>{{$.Ago .Time}}</small></td><td>{{.Policy}}</td><td><code>{{.Upstream}}</code></td><td><b>{{.Reason}}</b></td><td>{{.Class}}</td><td class="n">{{.Attempts}}</td><td class="n">{{if .Status}}{{.Status}}{{end}}</td><td>{{if .Method}}<code>{{.Method}} {{.URL}}</code>{{end}}</td><td><small>{{.Error}}</small></td></tr>
+<tr><td class="nw" title="{{.Time.Format "2006-01-02T15:04:05.000Z07:00"}}">{{$.Clock .Time}}<br><small>{{$.Ago .Time}}</small></td><td>{{.Policy}}</td><td><code>{{.Upstream}}</code></td><td class="nw"><b>{{.Reason}}</b><br><small>{{.Class}}</small></td><td class="n">{{.Attempts}}</td><td class="n">{{if .Status}}{{.Status}}{{end}}</td><td class="req">{{if .Method}}<code>{{.Method}} {{.URL}}</code>{{end}}{{if and .Method .Error}}<br>{{end}}{{with .Error}}<small>{{.}}</small>{{end}}</td></tr>
 {{- end}}
 </table>
 {{- else}}<p class="note">None.</p>{{end}}
@@ -844,7 +863,7 @@ tr.open td{background:#fdecec}tr.half-open td{background:#fff5e0}
 <table><tr><th>{{$.What}}</th><th>circuit</th><th>since</th><th>failures</th><th>policy</th><th>budget: firsts / retries / left</th><th>hedge delay</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>last used</th></tr>
 {{- range .Entries}}{{$e := .}}{{$cls := "none"}}{{with .Circuit}}{{$cls = .State}}{{end}}
 <tr class="{{$cls}}"><td><code>{{.Key}}</code></td>
-{{- with .Circuit}}<td><span class="st {{.State}}">{{.State}}</span>{{if .ProbeDue}} <small>probe due</small>{{end}}</td><td title="{{.Since.Format "2006-01-02T15:04:05.000Z07:00"}}">{{$v.Ago .Since}}</td><td class="n">{{.ConsecutiveFailures}} / {{.FailMax}}</td>
+{{- with .Circuit}}<td><span class="st {{.State}}">{{.State}}</span>{{if .ProbeDue}} <small>probe due</small>{{end}}</td><td class="nw" title="{{.Since.Format "2006-01-02T15:04:05.000Z07:00"}}">{{$v.Ago .Since}}</td><td class="n">{{.ConsecutiveFailures}} / {{.FailMax}}</td>
 {{- else}}<td><span class="st none">no circuit</span></td><td></td><td></td>{{end}}
 <td>{{range .Lanes}}<div class="lane"><code>{{.Policy}}</code></div>{{end}}</td>
 <td>{{range .Lanes}}<div class="lane">{{with .Budget}}{{.FirstAttempts}} / {{.Retries}} / <b{{if not .RetriesLeft}} class="bad"{{end}}>{{.RetriesLeft}}</b> <small>in {{$v.Secs .Window}}</small>{{else}}—{{end}}</div>{{end}}</td>
@@ -853,7 +872,7 @@ tr.open td{background:#fdecec}tr.half-open td{background:#fff5e0}
 <td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P90}}{{else}}—{{end}}</div>{{end}}</td>
 <td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P95}}{{else}}—{{end}}</div>{{end}}</td>
 <td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P99}}{{else}}—{{end}}</div>{{end}}</td>
-<td>{{$v.Ago .LastUsed}}</td></tr>
+<td class="nw">{{$v.Ago .LastUsed}}</td></tr>
 {{- end}}
 </table>
 {{- else}}<p class="note">No {{$.What}} state kept.</p>{{end}}

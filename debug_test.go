@@ -147,6 +147,9 @@ func TestDebugJSONLive(t *testing.T) {
 	if want := []Reason{ReasonCircuitOpen, ReasonBudget, ReasonAttempts}; fmt.Sprint(reasons) != fmt.Sprint(want) || tg.GiveUpsTotal != 3 {
 		t.Errorf("give-ups = %v (%d in all), want %v latest first", reasons, tg.GiveUpsTotal, want)
 	}
+	if fmt.Sprint(tg.GiveUpsByReason) != "[{attempts exhausted 1} {circuit open 1} {retry budget exhausted 1}]" {
+		t.Errorf("give-ups by reason = %v", tg.GiveUpsByReason)
+	}
 	if tg.GiveUps[2].Attempts != 3 || tg.GiveUps[1].Attempts != 1 {
 		t.Errorf("attempts = %d, %d", tg.GiveUps[2].Attempts, tg.GiveUps[1].Attempts)
 	}
