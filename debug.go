@@ -305,10 +305,10 @@ type DebugList struct {
 // DebugUpstream is the state kept for one upstream, or one circuit under
 // a custom key.
 type DebugUpstream struct {
-	Key      string        `json:"key"`
-	LastUsed time.Time     `json:"last_used"`
-	Circuit  *DebugCircuit `json:"circuit,omitempty"` // none while circuits are off
-	Lanes    []DebugLane   `json:"policies,omitempty"`
+	Key      string             `json:"key"`
+	LastUsed time.Time          `json:"last_used"`
+	Circuit  *DebugCircuit      `json:"circuit,omitempty"`  // none while circuits are off
+	Policies []DebugPolicyState `json:"policies,omitempty"` // under each policy its calls ran under
 }
 
 // DebugCircuit is a circuit's state as last reported by its breaker.
@@ -324,8 +324,9 @@ type DebugCircuit struct {
 	ProbeDue            bool      `json:"probe_due,omitempty"`
 }
 
-// DebugLane is an upstream's state under one policy.
-type DebugLane struct {
+// DebugPolicyState is an upstream's state under one policy: its retry
+// budget and hedge delay.
+type DebugPolicyState struct {
 	Policy string       `json:"policy"`
 	Budget *DebugBudget `json:"budget,omitempty"` // when the policy has a budget
 	Hedge  *DebugHedge  `json:"hedge,omitempty"`  // when the policy hedges
@@ -668,14 +669,14 @@ func debugUpstream(c candidate, snap *policy.Snapshot, now time.Time) DebugUpstr
 	}
 	if ls := c.u.lanes.Load(); ls != nil {
 		for _, ln := range *ls {
-			d.Lanes = append(d.Lanes, debugLane(ln, snap, now))
+			d.Policies = append(d.Policies, debugLane(ln, snap, now))
 		}
 	}
 	return d
 }
 
-func debugLane(ln *lane, snap *policy.Snapshot, now time.Time) DebugLane {
-	d := DebugLane{Policy: cmp.Or(ln.policy, "default")}
+func debugLane(ln *lane, snap *policy.Snapshot, now time.Time) DebugPolicyState {
+	d := DebugPolicyState{Policy: cmp.Or(ln.policy, "default")}
 	p, err := snap.Policy(ln.policy)
 	if err != nil {
 		p = nil // the policy went with an update: its counts stay, its limits are gone
@@ -865,13 +866,13 @@ tr.open td{background:#fdecec}tr.half-open td{background:#fff5e0}
 <tr class="{{$cls}}"><td><code>{{.Key}}</code></td>
 {{- with .Circuit}}<td><span class="st {{.State}}">{{.State}}</span>{{if .ProbeDue}} <small>probe due</small>{{end}}</td><td class="nw" title="{{.Since.Format "2006-01-02T15:04:05.000Z07:00"}}">{{$v.Ago .Since}}</td><td class="n">{{.ConsecutiveFailures}} / {{.FailMax}}</td>
 {{- else}}<td><span class="st none">no circuit</span></td><td></td><td></td>{{end}}
-<td>{{range .Lanes}}<div class="lane"><code>{{.Policy}}</code></div>{{end}}</td>
-<td>{{range .Lanes}}<div class="lane">{{with .Budget}}{{.FirstAttempts}} / {{.Retries}} / <b{{if not .RetriesLeft}} class="bad"{{end}}>{{.RetriesLeft}}</b> <small>in {{$v.Secs .Window}}</small>{{else}}—{{end}}</div>{{end}}</td>
-<td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.Secs .Delay}}{{if .Quantile}} <small>p{{.Quantile}}</small>{{end}}{{else}}—{{end}}</div>{{end}}</td>
-<td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P50}}{{else}}—{{end}}</div>{{end}}</td>
-<td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P90}}{{else}}—{{end}}</div>{{end}}</td>
-<td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P95}}{{else}}—{{end}}</div>{{end}}</td>
-<td>{{range .Lanes}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P99}}{{else}}—{{end}}</div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane"><code>{{.Policy}}</code></div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane">{{with .Budget}}{{.FirstAttempts}} / {{.Retries}} / <b{{if not .RetriesLeft}} class="bad"{{end}}>{{.RetriesLeft}}</b> <small>in {{$v.Secs .Window}}</small>{{else}}—{{end}}</div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane">{{with .Hedge}}{{$v.Secs .Delay}}{{if .Quantile}} <small>p{{.Quantile}}</small>{{end}}{{else}}—{{end}}</div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P50}}{{else}}—{{end}}</div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P90}}{{else}}—{{end}}</div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P95}}{{else}}—{{end}}</div>{{end}}</td>
+<td>{{range .Policies}}<div class="lane">{{with .Hedge}}{{$v.SecsP .P99}}{{else}}—{{end}}</div>{{end}}</td>
 <td class="nw">{{$v.Ago .LastUsed}}</td></tr>
 {{- end}}
 </table>

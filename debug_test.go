@@ -74,15 +74,15 @@ func onlyUpstream(t *testing.T, st DebugState) DebugUpstream {
 	return st.Targets[0].Upstreams.Entries[0]
 }
 
-func laneOf(t *testing.T, u DebugUpstream, pol string) DebugLane {
+func laneOf(t *testing.T, u DebugUpstream, pol string) DebugPolicyState {
 	t.Helper()
-	for _, l := range u.Lanes {
+	for _, l := range u.Policies {
 		if l.Policy == pol {
 			return l
 		}
 	}
-	t.Fatalf("no lane for policy %q in %+v", pol, u.Lanes)
-	return DebugLane{}
+	t.Fatalf("no lane for policy %q in %+v", pol, u.Policies)
+	return DebugPolicyState{}
 }
 
 func TestDebugJSONLive(t *testing.T) {
