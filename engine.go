@@ -24,6 +24,7 @@ type engine struct {
 	named   *table // circuits under a custom key; nil under the default key
 	obs     *observer
 	pools   bodyPools
+	giveUps giveUpLog // the last give-ups, for the debug page
 
 	// anyError: every error the attempts return is at least an Exception
 	// (a Retrier's functions, a custom base transport).
@@ -346,6 +347,7 @@ func (c *call) giveUp(out outcome, reason Reason, stop error) (*http.Response, e
 	closeReader(c.nextBody)
 	c.nextBody = nil
 	c.e.obs.fail(c.ctx, c.req, c.pol, out, reason)
+	c.e.giveUps.record(c, out, reason)
 	out.span.end()
 	if out.resp != nil {
 		return out.resp, nil
