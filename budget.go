@@ -67,8 +67,17 @@ func (b *budget) first(now time.Time) { b.current(now).firsts.Add(1) }
 // withdraw takes one retry from the budget if it allows one.
 func (b *budget) withdraw(p *policy.Policy, now time.Time) bool {
 	cur := b.current(now)
-	epoch := cur.epoch.Load()
-	var firsts, retries int64
+	firsts, retries := b.counts(cur.epoch.Load())
+	if float64(retries)+1 > b.allowed(p, firsts) {
+		return false
+	}
+	cur.retries.Add(1)
+	return true
+}
+
+// counts sums the first attempts and retries of the window ending in the
+// slice epoch.
+func (b *budget) counts(epoch int64) (firsts, retries int64) {
 	for i := range b.b {
 		bk := &b.b[i]
 		if e := bk.epoch.Load(); e > epoch-budgetBuckets && e <= epoch {
@@ -76,10 +85,10 @@ func (b *budget) withdraw(p *policy.Policy, now time.Time) bool {
 			retries += bk.retries.Load()
 		}
 	}
-	allowed := p.BudgetRatio*float64(firsts) + p.BudgetMinRetriesPerSec*b.window.Seconds()
-	if float64(retries)+1 > allowed {
-		return false
-	}
-	cur.retries.Add(1)
-	return true
+	return firsts, retries
+}
+
+// allowed is how many retries the window allows for firsts first attempts.
+func (b *budget) allowed(p *policy.Policy, firsts int64) float64 {
+	return p.BudgetRatio*float64(firsts) + p.BudgetMinRetriesPerSec*b.window.Seconds()
 }

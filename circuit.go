@@ -19,8 +19,9 @@ type circuit struct {
 	name    string
 	setting policy.Circuit
 
-	state   atomic.Int32 // the last state gobreaker reported
-	changed atomic.Int64 // unix nanoseconds of the last change (of creation before one)
+	state    atomic.Int32  // the last state gobreaker reported
+	changed  atomic.Int64  // unix nanoseconds of the last change (of creation before one)
+	failures atomic.Uint32 // consecutive failures reported, as gobreaker counts them, read without its lock
 
 	mu      sync.Mutex
 	pending []breaker.StateChange // recorded under gobreaker's lock, reported after it
@@ -44,6 +45,7 @@ func newCircuit(name string, setting policy.Circuit, now int64) *circuit {
 		IsExcluded:   func(err error) bool { return err == errExcluded },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			c.state.Store(int32(to))
+			c.failures.Store(0) // a new generation counts from zero
 			c.changed.Store(time.Now().UnixNano())
 			c.mu.Lock()
 			c.pending = append(c.pending, breaker.StateChange{Circuit: name, From: from, To: to})
@@ -75,11 +77,22 @@ func (u *upstream) circuitFor(name string, setting policy.Circuit, now int64) *c
 func (c *circuit) idle(now int64) bool {
 	switch gobreaker.State(c.state.Load()) {
 	case gobreaker.StateClosed:
-		return c.cb.Counts().ConsecutiveFailures == 0
+		return c.failures.Load() == 0
 	case gobreaker.StateOpen:
 		return now-c.changed.Load() > int64(c.setting.ResetTimeout)
 	}
 	return false
+}
+
+// counted keeps the lock-free count of consecutive failures after an
+// attempt's outcome went to gobreaker.
+func (c *circuit) counted(outcome error) {
+	switch outcome {
+	case errFailure:
+		c.failures.Add(1)
+	case nil:
+		c.failures.Store(0)
+	}
 }
 
 // peek returns the circuit's state now, reporting the change that reading

@@ -87,7 +87,6 @@ func classifyError(err error) string {
 	return ""
 }
 
-
 // classifyAny is Classify for a Retrier's functions and a custom base
 // transport: an error that no rule covers and that is not final is an
 // Exception. net/http's own errors that no rule covers are final

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -342,9 +341,9 @@ type DebugBudget struct {
 }
 
 // DebugHedge is the hedge delay in force for an upstream under a policy
-// and, when the delay follows a quantile, the recent attempt latencies it
-// rests on (left out while fewer than one sample, or while the sketch is
-// being written).
+// and, when the delay follows a quantile, the recent answered-attempt
+// latencies it rests on: as of the sketch's last recomputation, which
+// happens every few samples (left out before the first).
 type DebugHedge struct {
 	Delay    float64  `json:"delay_seconds"`
 	Quantile float64  `json:"quantile,omitempty"`
@@ -460,48 +459,12 @@ func (l *giveUpLog) last() ([]DebugGiveUp, uint64, []DebugGiveUps) {
 // now, and how many more retries p allows: withdraw's arithmetic, read
 // only.
 func (b *budget) tally(p *policy.Policy, now time.Time) (firsts, retries, left int64) {
-	epoch := now.UnixNano() / int64(b.slice)
-	for i := range b.b {
-		bk := &b.b[i]
-		if e := bk.epoch.Load(); e > epoch-budgetBuckets && e <= epoch {
-			firsts += bk.firsts.Load()
-			retries += bk.retries.Load()
-		}
-	}
+	firsts, retries = b.counts(now.UnixNano() / int64(b.slice))
 	if p == nil {
 		return firsts, retries, 0
 	}
-	allowed := p.BudgetRatio*float64(firsts) + p.BudgetMinRetriesPerSec*b.window.Seconds()
-	left = max(int64(math.Floor(allowed-float64(retries))), 0)
+	left = max(int64(math.Floor(b.allowed(p, firsts)-float64(retries))), 0)
 	return firsts, retries, left
-}
-
-// debugQuantiles are the latency quantiles the page shows.
-var debugQuantiles = [...]float64{0.5, 0.9, 0.95, 0.99}
-
-// tryQuantiles is [latency.quantiles] for the debug page, which never
-// waits for an attempt recording its latency: ok is false when one held
-// the sketch at each of a few tries. An attempt that comes while the page
-// reads waits for the merge of two small sketches.
-func (l *latency) tryQuantiles(qs []float64) (vs []float64, n float64, ok bool) {
-	for range 3 {
-		if l.mu.TryLock() {
-			defer l.mu.Unlock()
-			l.scratch.Clear()
-			l.scratch.MergeWith(l.prev)
-			l.scratch.MergeWith(l.cur)
-			if n = l.scratch.GetCount(); n == 0 {
-				return nil, 0, true
-			}
-			vs, err := l.scratch.GetValuesAtQuantiles(qs)
-			if err != nil {
-				return nil, 0, true
-			}
-			return vs, n, true
-		}
-		runtime.Gosched()
-	}
-	return nil, 0, false
 }
 
 // state reads the registered targets at now.
@@ -663,15 +626,11 @@ func debugUpstream(c candidate, snap *policy.Snapshot, now time.Time) DebugUpstr
 	d := DebugUpstream{Key: c.u.key, LastUsed: time.Unix(0, c.used).UTC()}
 	if c.c != nil {
 		d.Circuit = &DebugCircuit{Name: c.c.name, State: stateName(c.state), Since: time.Unix(0, c.changed).UTC(),
-			ConsecutiveFailures: c.c.cb.Counts().ConsecutiveFailures, // Counts takes the breaker's lock for a copy; State would change it
+			ConsecutiveFailures: c.c.failures.Load(),
 			FailMax:             c.c.setting.FailMax, ResetTimeout: c.c.setting.ResetTimeout.Seconds(),
 			ProbeDue: c.state == gobreaker.StateOpen && now.UnixNano()-c.changed > int64(c.c.setting.ResetTimeout)}
 	}
-	if ls := c.u.lanes.Load(); ls != nil {
-		for _, ln := range *ls {
-			d.Policies = append(d.Policies, debugLane(ln, snap, now))
-		}
-	}
+	c.u.lanes(func(ln *lane) { d.Policies = append(d.Policies, debugLane(ln, snap, now)) })
 	return d
 }
 
@@ -693,9 +652,9 @@ func debugLane(ln *lane, snap *policy.Snapshot, now time.Time) DebugPolicyState 
 		h.Quantile = p.HedgeQuantile
 		if s := ln.latency.Load(); s != nil && s.quantile == p.HedgeQuantile {
 			h.Delay = max(p.HedgeDelay, time.Duration(s.delay.Load())).Seconds() // as hedgeDelay computes it
-			if vs, n, ok := s.tryQuantiles(debugQuantiles[:]); ok && len(vs) == len(debugQuantiles) {
-				h.Samples = n
-				h.P50, h.P90, h.P95, h.P99 = &vs[0], &vs[1], &vs[2], &vs[3]
+			if sum := s.summary.Load(); sum != nil {
+				h.Samples = sum.samples
+				h.P50, h.P90, h.P95, h.P99 = &sum.q[0], &sum.q[1], &sum.q[2], &sum.q[3]
 			}
 		}
 	}

@@ -209,6 +209,7 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bo
 	}
 	var out outcome
 	var panicked any
+	var counts error
 	sent := false
 	_, err := cir.cb.Execute(func() (_ struct{}, err error) {
 		defer func() {
@@ -221,8 +222,12 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bo
 		}()
 		sent = true
 		out = c.send(ctx, req, n, hedge)
-		return struct{}{}, c.counts(out)
+		counts = c.counts(out)
+		return struct{}{}, counts
 	})
+	if sent && panicked == nil {
+		cir.counted(counts)
+	}
 	cir.flush(c.e.cfg.circuits.OnStateChange)
 	if panicked != nil {
 		panic(panicked)

@@ -39,7 +39,17 @@ type latency struct {
 	sinceCalc    int
 
 	quantile float64
-	delay    atomic.Int64 // the quantile, in nanoseconds; 0 until enough samples
+	delay    atomic.Int64                   // the quantile, in nanoseconds; 0 until enough samples
+	summary  atomic.Pointer[latencySummary] // for the debug page: read without a lock
+}
+
+// summaryQuantiles are the quantiles a latency summary holds.
+var summaryQuantiles = []float64{0.5, 0.9, 0.95, 0.99}
+
+// latencySummary is what the sketches said at the last recomputation.
+type latencySummary struct {
+	samples float64
+	q       [4]float64 // summaryQuantiles, in seconds
 }
 
 func newLatency(q float64) *latency {
@@ -83,20 +93,27 @@ func (l *latency) add(d time.Duration, primary, cancelled bool, now int64) {
 	}
 }
 
-// recompute sets the delay from both windows. Must be called with l.mu held.
+// recompute sets the delay, and the summary, from both windows. Must be
+// called with l.mu held.
 func (l *latency) recompute() {
 	l.scratch.Clear()
 	l.scratch.MergeWith(l.prev)
 	l.scratch.MergeWith(l.cur)
-	if l.scratch.GetCount() < latencyMinSamples {
+	n := l.scratch.GetCount()
+	if n == 0 {
+		l.summary.Store(nil)
+	} else if vs, err := l.scratch.GetValuesAtQuantiles(summaryQuantiles); err == nil {
+		sum := &latencySummary{samples: n}
+		copy(sum.q[:], vs)
+		l.summary.Store(sum)
+	}
+	if n < latencyMinSamples {
 		l.delay.Store(0)
 		return
 	}
-	v, err := l.scratch.GetValueAtQuantile(l.effective())
-	if err != nil {
-		return
+	if v, err := l.scratch.GetValueAtQuantile(l.effective()); err == nil {
+		l.delay.Store(int64(v * float64(time.Second)))
 	}
-	l.delay.Store(int64(v * float64(time.Second)))
 }
 
 // effective returns the quantile of answered latencies to hedge at: the
@@ -114,25 +131,6 @@ func (l *latency) effective() float64 {
 		return q // stragglers alone pass the bound: hedging them is the point, the budget caps it
 	}
 	return max(q, 1-(bound-s)/(1-s))
-}
-
-// quantiles returns the given quantiles of the recent window, for the
-// debug page, and how many samples they rest on.
-func (l *latency) quantiles(qs []float64) ([]float64, float64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.scratch.Clear()
-	l.scratch.MergeWith(l.prev)
-	l.scratch.MergeWith(l.cur)
-	n := l.scratch.GetCount()
-	if n == 0 {
-		return nil, 0
-	}
-	vs, err := l.scratch.GetValuesAtQuantiles(qs)
-	if err != nil {
-		return nil, 0
-	}
-	return vs, n
 }
 
 // idle reports whether the sketch holds nothing recent.
