@@ -6,6 +6,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -24,6 +25,7 @@ type engine struct {
 	named   *table // circuits under a custom key; nil under the default key
 	obs     *observer
 	pools   bodyPools
+	timers  sync.Pool // *attemptTimer, for per-attempt timeouts
 
 	// anyError: every error the attempts return is at least an Exception
 	// (a Retrier's functions, a custom base transport).
