@@ -16,10 +16,20 @@ attempts = 3
 wait_min_seconds = 0.1
 wait_max_seconds = 1.0
 exceptions = ["HTTPException"]
+
+[default.resilience.retry.policies.timed]
+attempts = 3
+wait_min_seconds = 0.1
+wait_max_seconds = 1.0
+timeout_seconds = 5
+exceptions = ["HTTPException"]
 `
 
 // sinkTransport is an in-memory base: it drains and closes the request
 // body and answers with the same preallocated 200, allocating nothing.
+// The response is shared, so it is reset on each call: a caller that
+// wrapped its body (rtx does, under a per-attempt timeout) would otherwise
+// wrap the last wrapper, one more each call.
 type sinkTransport struct{ resp http.Response }
 
 func newSink() *sinkTransport {
@@ -31,6 +41,7 @@ func (s *sinkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		io.Copy(io.Discard, req.Body)
 		req.Body.Close()
 	}
+	s.resp.Body = http.NoBody // undo the wrapper a per-attempt timeout put on it
 	return &s.resp, nil
 }
 
@@ -50,10 +61,11 @@ func benchTransports(b *testing.B) (bare http.RoundTripper, withRTX http.RoundTr
 
 func BenchmarkGET(b *testing.B) {
 	bare, withRTX := benchTransports(b)
+	timed := New(testFactory(b, benchSettings), "timed", WithBase(bare))
 	for _, bc := range []struct {
 		name string
 		rt   http.RoundTripper
-	}{{"bare", bare}, {"rtx", withRTX}} {
+	}{{"bare", bare}, {"rtx", withRTX}, {"rtx/timeout", timed}} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := mustGet(b, "http://api.test/items?page=1")
 			b.ReportAllocs()

@@ -6,6 +6,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -25,6 +26,7 @@ type engine struct {
 	obs     *observer
 	pools   bodyPools
 	giveUps giveUpLog // the last give-ups, for the debug page
+	timers  sync.Pool // *attemptTimer, for per-attempt timeouts
 
 	// anyError: every error the attempts return is at least an Exception
 	// (a Retrier's functions, a custom base transport).
@@ -268,7 +270,7 @@ func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool) o
 	}
 	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, hedge, now)
 	out.span = span
-	out.resp, out.err = c.e.send(sent, c.pol.Timeout)
+	out.resp, out.err = c.e.send(sent, c.pol.Timeout, now)
 	out.class = c.classify(out)
 	c.e.obs.attemptDone(sent, c.pol, &out)
 	return out

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -153,31 +156,295 @@ func (c *call) nextRequest() (*http.Request, error) {
 }
 
 // send makes one attempt. With a per-attempt timeout, the attempt runs under
-// its own context, which is cancelled when the timeout fires before the
-// response headers arrive, and otherwise lives until the body is closed.
-func (e *engine) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
+// its own context (see attemptCtx), which ends when the timeout fires before
+// the response headers arrive, when the caller's context ends, or when the
+// response body is closed: it lives until then, with no deadline of its own.
+// now is when the attempt started, as the caller read it.
+func (e *engine) send(req *http.Request, timeout time.Duration, now time.Time) (*http.Response, error) {
 	if timeout <= 0 {
 		return checked(e.cfg.base.RoundTrip(req))
 	}
-	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(timeout, func() { cancel(errAttemptTimeout) })
-	resp, err := checked(e.cfg.base.RoundTrip(req.WithContext(ctx)))
-	if fired := !timer.Stop(); fired || err != nil {
+	parent := req.Context()
+	a := &timedAttempt{ctx: attemptCtx{parent: parent}}
+	// WithContext inlines, so its copy stays on the stack: the request
+	// sent is a.req, whose context is a.ctx. a is never reused, since the
+	// response's Request may point at a.req for as long as it is kept.
+	a.req = *req.WithContext(&a.ctx)
+	t := e.armTimer(&a.ctx, timeout, now)
+	resp, err := checked(e.cfg.base.RoundTrip(&a.req))
+	if fired := !e.disarm(t); fired || err != nil {
 		if resp != nil {
 			resp.Body.Close()
 			resp = nil
 		}
-		cancel(nil)
+		a.ctx.cancel(context.Canceled, true)
 		switch {
-		case fired && req.Context().Err() == nil:
+		case fired && parent.Err() == nil:
 			err = &attemptTimeoutError{timeout: timeout}
 		case err == nil: // fired as the caller's context ended
-			err = req.Context().Err()
+			err = parent.Err()
 		}
 		return nil, err
 	}
-	resp.Body = cancelOnClose(resp.Body, cancel)
+	resp.Body = a.wrap(resp.Body)
 	return resp, nil
+}
+
+// timedAttempt is one attempt under a per-attempt timeout, in one
+// allocation: the request it sends, that request's context, and the
+// response body wrapper that ends the context on Close.
+type timedAttempt struct {
+	req  http.Request
+	ctx  attemptCtx
+	body attemptBody
+}
+
+// wrap returns the response body that ends the attempt's context when
+// closed. The body of a 101 Switching Protocols response is an
+// io.ReadWriteCloser: the wrapper keeps io.Writer visible.
+func (a *timedAttempt) wrap(body io.ReadCloser) io.ReadCloser {
+	a.body = attemptBody{ReadCloser: body, ctx: &a.ctx}
+	if w, ok := body.(io.Writer); ok {
+		return &attemptWriterBody{&a.body, w}
+	}
+	return &a.body
+}
+
+type attemptBody struct {
+	io.ReadCloser
+	ctx *attemptCtx
+}
+
+func (b *attemptBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.ctx.cancel(context.Canceled, true)
+	return err
+}
+
+type attemptWriterBody struct {
+	*attemptBody
+	io.Writer
+}
+
+// attemptCtx is the context of one attempt under a per-attempt timeout:
+// the caller's context (its parent), ended early by the timeout or by the
+// closing of the response body. It reports the parent's deadline and
+// values, and no deadline of its own: the timeout stops once the response
+// headers arrive, and the body may take as long as the parent allows.
+//
+// It costs less than context.WithCancelCause and time.AfterFunc:
+//   - its Done channel is made only when asked for, and it follows the
+//     parent (context.AfterFunc) only from then on; until then no one can
+//     wait for it, and Err looks at the parent itself;
+//   - contexts made from it (net/http makes one per request) register
+//     through its AfterFunc method instead of a goroutine each.
+//
+// It is safe for concurrent use.
+type attemptCtx struct {
+	parent context.Context
+
+	mu       sync.Mutex
+	done     chan struct{} // made by Done; closed by cancel
+	err      error         // set once, by cancel
+	own      bool          // err is the attempt's own (timeout, Close, failure), not the parent's
+	unfollow func() bool   // stops following the parent; set by Done
+	after    []afterFunc   // registered through AfterFunc; may use afterBuf
+	afterBuf [1]afterFunc
+	afterSeq uint64
+}
+
+type afterFunc struct {
+	id uint64
+	f  func()
+}
+
+func (c *attemptCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+
+func (c *attemptCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		switch {
+		case c.err != nil:
+			close(c.done)
+		case c.parent.Done() != nil:
+			// f runs on a goroutine of its own (context.AfterFunc's
+			// promise), never under this lock.
+			c.unfollow = context.AfterFunc(c.parent, c.parentDone)
+		}
+	}
+	return c.done
+}
+
+func (c *attemptCtx) Err() error {
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	if err == nil {
+		// The parent may have ended unseen: it is followed only once
+		// Done is asked for, and then through a goroutine.
+		if perr := c.parent.Err(); perr != nil {
+			err = c.cancel(perr, false)
+		}
+	}
+	return err
+}
+
+func (c *attemptCtx) Value(key any) any {
+	if key == causeKey {
+		c.mu.Lock()
+		own := c.own
+		c.mu.Unlock()
+		if own {
+			return nil // context.Cause falls back to Err
+		}
+	}
+	return c.parent.Value(key)
+}
+
+func (c *attemptCtx) String() string { return "rtx.attemptContext" }
+
+// AfterFunc arranges to call f once the context ends, unless stop is called
+// first; f runs at once, on a goroutine of its own, if the context has
+// ended already. Package context looks for this method: a context made
+// from this one (by WithCancel, AfterFunc, net/http's per-request one)
+// registers through it instead of starting a goroutine to wait on Done.
+// Its f functions are quick and take no lock of ours: they run on the
+// goroutine that ends the context, as a cancelCtx cancels its children.
+func (c *attemptCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	if c.after == nil {
+		c.after = c.afterBuf[:0]
+	}
+	c.afterSeq++
+	id := c.afterSeq
+	c.after = append(c.after, afterFunc{id: id, f: f})
+	c.mu.Unlock()
+	return func() bool { return c.stopAfter(id) }
+}
+
+func (c *attemptCtx) stopAfter(id uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, a := range c.after {
+		if a.id == id {
+			c.after = slices.Delete(c.after, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+func (c *attemptCtx) parentDone() { c.cancel(c.parent.Err(), false) }
+
+// cancel ends the context with err, unless it has ended already, and
+// returns the error it ended with. own says the attempt ended for its own
+// reasons, not the parent's.
+func (c *attemptCtx) cancel(err error, own bool) error {
+	c.mu.Lock()
+	if c.err != nil {
+		err = c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.err, c.own = err, own
+	if c.done != nil {
+		close(c.done)
+	}
+	after, unfollow := c.after, c.unfollow
+	c.after, c.unfollow = nil, nil
+	c.mu.Unlock()
+	if unfollow != nil {
+		unfollow()
+	}
+	for _, a := range after {
+		a.f()
+	}
+	return err
+}
+
+// causeKey is the key context.Cause asks a context's Value for, to find
+// the nearest context made by WithCancelCause and its kin. An attemptCtx
+// that ended for its own reasons answers nil for it, so that Cause falls
+// back to its Err rather than report the parent's cause (nil while the
+// parent lives). It is learnt once, from the one Value call Cause makes on
+// a probe; if Cause ever stops asking, it is nil, which matches no key.
+var causeKey = func() any {
+	p := keyProbe{Context: context.Background()}
+	context.Cause(&p)
+	return p.key
+}()
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
+
+// attemptTimer ends an attempt when its timeout fires. Its engine reuses it,
+// timer included, for later attempts, but only after a Stop that kept it
+// from firing: a timer whose function has started is never armed again, so
+// a late fire cannot reach a later attempt.
+type attemptTimer struct {
+	t      *time.Timer
+	cur    atomic.Pointer[attemptCtx] // the attempt it is armed for
+	pooled bool                       // made outside a synctest bubble
+}
+
+func (h *attemptTimer) fire() {
+	if c := h.cur.Load(); c != nil {
+		c.cancel(context.DeadlineExceeded, true)
+	}
+}
+
+// armTimer starts a timer that ends c after d.
+func (e *engine) armTimer(c *attemptCtx, d time.Duration, now time.Time) *attemptTimer {
+	real := !syntheticClock(now)
+	if real {
+		if h, _ := e.timers.Get().(*attemptTimer); h != nil {
+			h.cur.Store(c)
+			h.t.Reset(d)
+			return h
+		}
+	}
+	h := &attemptTimer{pooled: real}
+	h.cur.Store(c)
+	h.t = time.AfterFunc(d, h.fire)
+	return h
+}
+
+// disarm stops h's timer and reports whether that kept it from firing.
+func (e *engine) disarm(h *attemptTimer) bool {
+	if !h.t.Stop() {
+		return false // fired or firing: h ends here
+	}
+	h.cur.Store(nil)
+	if h.pooled {
+		e.timers.Put(h)
+	}
+	return true
+}
+
+// syntheticClock reports whether now, read by the calling goroutine, was
+// read in a testing/synctest bubble, where time.Now has no monotonic
+// reading. A
+// timer made in a bubble must not be touched outside it, nor a timer made
+// outside be used by one (its fire would come from outside, in real time):
+// timers are reused only outside bubbles.
+func syntheticClock(now time.Time) bool {
+	return now == now.Round(0)
 }
 
 // checked enforces "a response xor an error" on the base transport's result.
