@@ -127,7 +127,8 @@ func (c *call) run() (*http.Response, error) {
 	}
 	var out outcome
 	for {
-		next, err := c.attempt()
+		var next outcome
+		err := c.attempt(&next)
 		if err != nil { // the body of the next attempt could not be made
 			return c.giveUp(out, ReasonBody, err)
 		}
@@ -184,32 +185,33 @@ func (c *call) retry(out outcome) (outcome, *http.Response, error) {
 // attempt makes the next attempt on the call's goroutine, through the
 // circuit breaker hook and the attempt's circuit. Its error is one of the
 // body of the next attempt.
-func (c *call) attempt() (outcome, error) {
+func (c *call) attempt(out *outcome) error {
 	req, err := c.nextRequest()
 	if err != nil {
-		return outcome{}, err
+		return err
 	}
 	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
 		closeBody(req)
-		return outcome{refused: &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}}, nil
+		out.refused = &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}
+		return nil
 	}
 	c.attempts++
-	out := c.attemptIn(c.ctx, req, c.attempts, false)
+	c.attemptIn(c.ctx, req, c.attempts, false, out)
 	if out.refused != nil {
 		c.attempts--
 	}
-	return out, nil
+	return nil
 }
 
 // attemptIn makes attempt n under ctx (the call's, or a hedged attempt's
 // own), through its circuit. It touches nothing of the call but reads, so
 // attempts may run concurrently.
-func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bool) outcome {
+func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bool, out *outcome) {
 	cir := c.circuit()
 	if cir == nil {
-		return c.send(ctx, req, n, hedge)
+		c.send(ctx, req, n, hedge, out)
+		return
 	}
-	var out outcome
 	var panicked any
 	var counts error
 	sent := false
@@ -223,7 +225,7 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bo
 			}
 		}()
 		sent = true
-		out = c.send(ctx, req, n, hedge)
+		c.send(ctx, req, n, hedge, out)
 		counts = c.counts(out)
 		return struct{}{}, counts
 	})
@@ -238,13 +240,12 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bo
 		closeBody(req)
 		out.refused = &CircuitOpenError{Circuit: cir.name, Err: err}
 	}
-	return out
 }
 
 // counts is what an attempt counts for in its circuit: classified failures
 // count against it, answers for it, the caller's cancellation and other
 // errors neither way.
-func (c *call) counts(out outcome) error {
+func (c *call) counts(out *outcome) error {
 	switch {
 	case c.ctx.Err() != nil:
 		return errExcluded
@@ -256,13 +257,13 @@ func (c *call) counts(out outcome) error {
 	return nil
 }
 
-// send makes attempt n under ctx and classifies what it came to.
-func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool) outcome {
-	out := outcome{attempt: n}
+// send makes attempt n under ctx and classifies what it came to, in out.
+func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool, out *outcome) {
+	*out = outcome{attempt: n}
 	if c.fn != nil {
 		out.err = callFn(ctx, c.pol.Timeout, c.fn)
 		out.class = c.classify(out)
-		return out
+		return
 	}
 	now := c.now
 	if n > 1 {
@@ -272,13 +273,12 @@ func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool) o
 	out.span = span
 	out.resp, out.err = c.e.send(sent, c.pol.Timeout, now)
 	out.class = c.classify(out)
-	c.e.obs.attemptDone(sent, c.pol, &out)
-	return out
+	c.e.obs.attemptDone(sent, c.pol, out)
 }
 
 // classify returns the class of an attempt's outcome; the caller's
 // cancellation has none.
-func (c *call) classify(out outcome) string {
+func (c *call) classify(out *outcome) string {
 	switch {
 	case c.ctx.Err() != nil:
 		return ""

@@ -233,7 +233,8 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 	c.attempts++
 	f.n = c.attempts
 	go func() {
-		out := c.attemptIn(actx, req, f.n, hedge)
+		var out outcome
+		c.attemptIn(actx, req, f.n, hedge, &out)
 		close(f.returned)
 		if out.resp != nil {
 			out.resp.Body = cancelOnClose(out.resp.Body, func(error) { cancel() })
