@@ -159,6 +159,23 @@ func (r *replay) done() {
 	closeSource(src)
 }
 
+// hold keeps the replay, chunks and all, out of its pool until release:
+// a hedged attempt's base RoundTrip may outlive the call's RoundTrip, and
+// net/http may ask it for the body again (GetBody) until it returns.
+func (r *replay) hold() {
+	r.mu.Lock()
+	r.refs++
+	r.mu.Unlock()
+}
+
+// release drops a hold.
+func (r *replay) release() {
+	r.mu.Lock()
+	src := r.unref()
+	r.mu.Unlock()
+	closeSource(src)
+}
+
 // unref drops a reference; at zero it returns the chunks to the pool, the
 // replay to its pool, and the source for the caller to close once mu is
 // released. Must be called with r.mu held.

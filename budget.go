@@ -75,6 +75,9 @@ func (b *budget) withdraw(p *policy.Policy, now time.Time) bool {
 	return true
 }
 
+// refund gives back a retry withdrawn at now that was not made.
+func (b *budget) refund(now time.Time) { b.current(now).retries.Add(-1) }
+
 // counts sums the first attempts and retries of the window ending in the
 // slice epoch.
 func (b *budget) counts(epoch int64) (firsts, retries int64) {

@@ -57,13 +57,15 @@ func newCircuit(name string, setting policy.Circuit, now int64) *circuit {
 
 // circuitFor returns the entry's circuit under setting, made anew when the
 // setting changed (a circuit whose setting did not change keeps its state).
-func (u *upstream) circuitFor(name string, setting policy.Circuit, now int64) *circuit {
-	if c := u.circuit.Load(); c != nil && c.setting == setting {
+// A call on a snapshot that is no longer in force (stale) never replaces a
+// circuit: during an update, old and new calls would reset it in turn.
+func (u *upstream) circuitFor(name string, setting policy.Circuit, stale bool, now int64) *circuit {
+	if c := u.circuit.Load(); c != nil && (c.setting == setting || stale) {
 		return c
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if c := u.circuit.Load(); c != nil && c.setting == setting {
+	if c := u.circuit.Load(); c != nil && (c.setting == setting || stale) {
 		return c
 	}
 	c := newCircuit(name, setting, now)
@@ -77,7 +79,9 @@ func (u *upstream) circuitFor(name string, setting policy.Circuit, now int64) *c
 func (c *circuit) idle(now int64) bool {
 	switch gobreaker.State(c.state.Load()) {
 	case gobreaker.StateClosed:
-		return c.failures.Load() == 0
+		// The mirror may lag gobreaker's count for a moment: eviction,
+		// which is rare, asks gobreaker too.
+		return c.failures.Load() == 0 && c.cb.Counts().ConsecutiveFailures == 0
 	case gobreaker.StateOpen:
 		return now-c.changed.Load() > int64(c.setting.ResetTimeout)
 	}

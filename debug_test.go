@@ -305,7 +305,7 @@ func TestDebugBounded(t *testing.T) {
 	for i := range n {
 		key := fmt.Sprintf("host%d.test:80", i)
 		u := e.ups.get([]byte(key), now-int64(n-i)) // the higher i, the more recently used
-		c := u.circuitFor(key, setting, now)
+		c := u.circuitFor(key, setting, false, now)
 		switch {
 		case i%25_000 == 7:
 			c.state.Store(int32(gobreaker.StateOpen))

@@ -55,6 +55,7 @@ func (r *Retrier) Do(ctx context.Context, fn func(context.Context) error) error 
 	}
 	c := call{e: r.e, ctx: ctx, snap: snap, pol: pol, fn: fn}
 	c.begin(append(c.key[:0], r.e.cfg.operation...))
+	defer c.end()
 	_, err = c.run()
 	var p *permanentError
 	if errors.As(err, &p) && err == error(p) {

@@ -100,6 +100,9 @@ type outcome struct {
 	attempt int
 	span    attemptSpan // open until the loop moves on
 	refused error       // a circuit refused the attempt: nothing was sent
+
+	panicked any  // a hedged attempt's panic, to go on on the caller's goroutine
+	landed   bool // a hedged attempt's outcome went to the call already
 }
 
 // begin finds the call's upstream state and counts its first attempt in
@@ -107,6 +110,7 @@ type outcome struct {
 func (c *call) begin(upstream []byte) {
 	c.now = time.Now()
 	c.up = c.e.ups.get(upstream, c.now.UnixNano())
+	c.up.pin() // until the call ends: see end
 	if on := budgetEnabled(c.pol); on || c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
 		if on {
@@ -115,6 +119,9 @@ func (c *call) begin(upstream []byte) {
 		}
 	}
 }
+
+// end lets the call's upstream state go: it may be evicted again.
+func (c *call) end() { c.up.unpin() }
 
 // run drives the call's attempts to an answer: one decide step after each
 // failed attempt says retry (after a delay) or stop, and why.
@@ -196,7 +203,7 @@ func (c *call) attempt(out *outcome) error {
 		return nil
 	}
 	c.attempts++
-	c.attemptIn(c.ctx, req, c.attempts, false, out)
+	c.attemptIn(c.ctx, req, c.attempts, nil, out)
 	if out.refused != nil {
 		c.attempts--
 	}
@@ -204,13 +211,19 @@ func (c *call) attempt(out *outcome) error {
 }
 
 // attemptIn makes attempt n under ctx (the call's, or a hedged attempt's
-// own), through its circuit. It touches nothing of the call but reads, so
-// attempts may run concurrently.
-func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bool, out *outcome) {
-	cir := c.circuit()
+// own, f), through its circuit. It touches nothing of the call but reads,
+// so attempts may run concurrently. A hedged attempt hands its outcome to
+// the call from inside the circuit's step and counts for what the call
+// says: a loser's outcome is excluded.
+func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, f *flight, out *outcome) {
+	cir, u := c.circuit()
 	if cir == nil {
-		c.send(ctx, req, n, hedge, out)
+		c.send(ctx, req, n, f, out)
 		return
+	}
+	if u != c.up {
+		u.pin() // a circuit under a custom key: kept while the attempt uses it
+		defer u.unpin()
 	}
 	var panicked any
 	var counts error
@@ -225,8 +238,11 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, hedge bo
 			}
 		}()
 		sent = true
-		c.send(ctx, req, n, hedge, out)
+		c.send(ctx, req, n, f, out)
 		counts = c.counts(out)
+		if f != nil {
+			counts = f.land(out)
+		}
 		return struct{}{}, counts
 	})
 	if sent && panicked == nil {
@@ -258,7 +274,7 @@ func (c *call) counts(out *outcome) error {
 }
 
 // send makes attempt n under ctx and classifies what it came to, in out.
-func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool, out *outcome) {
+func (c *call) send(ctx context.Context, req *http.Request, n int, f *flight, out *outcome) {
 	*out = outcome{attempt: n}
 	if c.fn != nil {
 		out.err = callFn(ctx, c.pol.Timeout, c.fn)
@@ -269,9 +285,15 @@ func (c *call) send(ctx context.Context, req *http.Request, n int, hedge bool, o
 	if n > 1 {
 		now = time.Now()
 	}
-	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, hedge, now)
+	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, f != nil && f.hedge, now)
 	out.span = span
 	out.resp, out.err = c.e.send(sent, c.pol.Timeout, now)
+	if f != nil {
+		f.baseReturned()
+		if out.resp != nil { // the attempt's context lives until its body is closed
+			out.resp.Body = cancelOnClose(out.resp.Body, func(error) { f.cancel() })
+		}
+	}
 	out.class = c.classify(out)
 	c.e.obs.attemptDone(sent, c.pol, out)
 }
@@ -288,20 +310,20 @@ func (c *call) classify(out *outcome) string {
 	return Classify(c.snap.Classes(), out.resp, out.err)
 }
 
-// circuit returns the circuit the next attempt goes through, or nil when
-// the snapshot has circuits off.
-func (c *call) circuit() *circuit {
+// circuit returns the circuit the next attempt goes through and the entry
+// that holds it, or nil when the snapshot has circuits off.
+func (c *call) circuit() (*circuit, *upstream) {
 	b := c.snap.Breaker()
 	if !b.Enabled {
-		return nil
+		return nil, nil
 	}
 	now := c.now.UnixNano() // coarse is enough to order last uses
-	if c.e.named == nil {
-		return c.up.circuitFor(c.up.key, b.Circuit(c.up.key), now)
+	u := c.up
+	if c.e.named != nil {
+		name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
+		u = c.e.named.get([]byte(name), now)
 	}
-	name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
-	u := c.e.named.get([]byte(name), now)
-	return u.circuitFor(u.key, b.Circuit(u.key), now)
+	return u.circuitFor(u.key, b.Circuit(u.key), c.snap != c.e.factory.Snapshot(), now), u
 }
 
 // circuitOpen reports whether the next attempt would be refused, so that a
@@ -310,7 +332,7 @@ func (c *call) circuitOpen() bool {
 	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
 		return true
 	}
-	cir := c.circuit()
+	cir, _ := c.circuit()
 	return cir != nil && cir.peek(c.e.cfg.circuits.OnStateChange) == gobreaker.StateOpen
 }
 
@@ -353,6 +375,7 @@ func (c *call) decide(out outcome) (delay time.Duration, reason Reason, stop err
 func (c *call) giveUp(out outcome, reason Reason, stop error) (*http.Response, error) {
 	closeReader(c.nextBody)
 	c.nextBody = nil
+	out.attempt = c.attempts // attempts made, hedges included; not the number of the last to land
 	c.e.obs.fail(c.ctx, c.req, c.pol, out, reason)
 	c.e.giveUps.record(c, out, reason)
 	out.span.end()

@@ -44,7 +44,14 @@ type flight struct {
 	// pool: running, answered (its first response byte arrived), or
 	// cancelled. See answered.
 	state    atomic.Int32
-	returned chan struct{} // closed when the attempt's RoundTrip returned
+	sent     atomic.Bool   // returned is closed
+	returned chan struct{} // closed when the attempt's base RoundTrip returned
+
+	// verdict is what the attempt counts for in its circuit, decided by
+	// the call once it has seen the outcome: its own count for an outcome
+	// the call took, excluded for a loser's. Buffered: never blocks.
+	verdict chan error
+	results chan<- landed
 }
 
 const (
@@ -60,15 +67,23 @@ const (
 // is cancelled only while no byte of its answer has arrived, and if the
 // cancellation wins the race, this hook holds the connection's read loop
 // until the cancelled RoundTrip has returned, having closed the
-// connection, which then never reaches the pool.
+// connection, which then never reaches the pool. The wait ends when the
+// base RoundTrip returns, before anything else of the attempt runs.
 func (f *flight) answered() {
 	if !f.state.CompareAndSwap(flightRunning, flightAnswered) {
 		<-f.returned
 	}
 }
 
+// baseReturned marks the attempt's base RoundTrip as returned (once).
+func (f *flight) baseReturned() {
+	if f != nil && f.sent.CompareAndSwap(false, true) {
+		close(f.returned)
+	}
+}
+
 // abandon cancels a loser unless its answer is arriving; either way its
-// outcome is drained and closed by whoever collects it.
+// outcome is closed by whoever collects it.
 func (f *flight) abandon() {
 	if f.state.CompareAndSwap(flightRunning, flightCancelled) {
 		f.cancel()
@@ -84,9 +99,9 @@ type landed struct {
 // a hedge follows every hedge delay while the attempt has no answer, up to
 // max_hedges in flight beyond the first and attempts in all, each drawn
 // from the retry budget. The first answer the policy would not retry wins;
-// the others are cancelled, drained and closed, their circuit outcome
-// excluded. Failures of a listed class let the attempts in flight go on;
-// when none is left, the decide step schedules a retry as usual.
+// the others are cancelled and closed, their circuit outcome excluded.
+// Failures of a listed class let the attempts in flight go on; when none
+// is left, the decide step schedules a retry as usual.
 func (c *call) runHedged() (*http.Response, error) {
 	results := make(chan landed, c.pol.Attempts) // nobody blocks on sending
 	var inflight []*flight
@@ -109,11 +124,18 @@ func (c *call) runHedged() (*http.Response, error) {
 		}
 		inflight = append(inflight, f)
 		timer.Reset(c.hedgeDelay())
+		armed := true
 		for len(inflight) > 0 {
 			select {
 			case l := <-results:
 				inflight = remove(inflight, l.f)
 				c.observeLatency(l.f, l.out)
+				if l.out.panicked != nil { // on the caller's goroutine, as an unhedged attempt's
+					l.f.verdict <- errExcluded
+					c.abandon(inflight, results)
+					c.discard(out)
+					panic(l.out.panicked)
+				}
 				if l.out.refused != nil { // a half-open circuit had its probe already
 					c.attempts--
 					if len(inflight) > 0 {
@@ -121,8 +143,12 @@ func (c *call) runHedged() (*http.Response, error) {
 					}
 					return c.refused(out, l.out.refused)
 				}
+				l.f.verdict <- c.counts(&l.out)
 				if c.final(l.out) {
 					c.abandon(inflight, results)
+					if out.attempt != 0 {
+						c.discard(out)
+					}
 					wonHedge = l.f.hedge
 					l.out.span.end()
 					return l.out.resp, l.out.err
@@ -132,28 +158,44 @@ func (c *call) runHedged() (*http.Response, error) {
 				}
 				out = l.out
 			case <-timer.C:
-				if c.ctx.Err() != nil || c.attempts >= c.pol.Attempts || len(inflight) > c.pol.MaxHedges || !c.hedgeReady() {
-					continue
+				armed = false
+				if !c.mayHedge(len(inflight)) {
+					break
 				}
 				if c.budget != nil && !c.budget.withdraw(c.pol, time.Now()) {
-					continue // an exhausted budget sends no hedge, and cancels none
+					break // an exhausted budget sends no hedge, and cancels none
 				}
 				f, h, err := c.launch(results, true)
 				if err != nil || h.refused != nil {
-					continue
+					if c.budget != nil {
+						c.budget.refund(time.Now())
+					}
+					break
 				}
 				hedges++
 				inflight = append(inflight, f)
-				if len(inflight) <= c.pol.MaxHedges {
-					timer.Reset(c.hedgeDelay())
-				}
 			}
+			// While hedges may still go, the timer runs: a tick that found
+			// the body not yet captured, the budget spent or every slot
+			// taken looks again one delay later.
+			if !armed && len(inflight) > 0 && c.attempts < c.pol.Attempts && c.ctx.Err() == nil {
+				timer.Reset(c.hedgeDelay())
+				armed = true
+			}
+		}
+		if armed && !timer.Stop() {
+			<-timer.C
 		}
 		var resp *http.Response
 		if out, resp, err = c.retry(out); out.attempt == 0 {
 			return resp, err
 		}
 	}
+}
+
+// mayHedge reports whether a hedge may go now, with n attempts in flight.
+func (c *call) mayHedge(n int) bool {
+	return c.ctx.Err() == nil && c.attempts < c.pol.Attempts && n <= c.pol.MaxHedges && c.hedgeReady()
 }
 
 // discard ends an outcome that will not be handed back: its span ends and
@@ -169,7 +211,11 @@ func (c *call) discard(out outcome) outcome {
 }
 
 // abandon cancels the attempts still in flight and leaves a goroutine to
-// collect their outcomes, so that their responses are drained and closed.
+// collect their outcomes: each counts neither way in its circuit, and its
+// response is closed after its context is cancelled, so that a streaming
+// body cannot hold the goroutine (the connection then closes; a body-less
+// answer's connection went back to the pool before its RoundTrip
+// returned). The upstream stays pinned until the last one lands.
 func (c *call) abandon(inflight []*flight, results <-chan landed) {
 	if len(inflight) == 0 {
 		return
@@ -177,11 +223,18 @@ func (c *call) abandon(inflight []*flight, results <-chan landed) {
 	for _, f := range inflight {
 		f.abandon()
 	}
+	c.up.pin()
 	go func(n int) {
+		defer c.up.unpin()
 		for range n {
 			l := <-results
+			l.f.verdict <- errExcluded
 			c.observeLatency(l.f, l.out)
-			c.discard(l.out)
+			l.out.span.end()
+			if l.out.resp != nil {
+				l.f.cancel()
+				l.out.resp.Body.Close()
+			}
 		}
 	}(len(inflight))
 }
@@ -209,7 +262,9 @@ func (c *call) hedgeReady() bool {
 
 // launch starts the next attempt on its own goroutine, under a context of
 // its own, and returns its flight; its outcome arrives on results. A
-// refusal by the circuit or the hook comes back at once.
+// refusal by the hook comes back at once. A captured body stays out of
+// its pool until the attempt's base RoundTrip has returned, since
+// net/http may still ask for it (GetBody) until then.
 func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, error) {
 	if hedge && c.req != nil && c.rp == nil && hasBody(c.req) && c.nextBody == nil {
 		if err := c.rewind(); err != nil {
@@ -225,25 +280,44 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 		return nil, outcome{refused: &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}}, nil
 	}
 	actx, cancel := context.WithCancel(c.ctx)
-	f := &flight{hedge: hedge, start: time.Now(), cancel: cancel, returned: make(chan struct{})}
+	f := &flight{hedge: hedge, start: time.Now(), cancel: cancel, returned: make(chan struct{}), verdict: make(chan error, 1), results: results}
 	if req != nil {
 		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotFirstResponseByte: f.answered})
 		req = req.WithContext(actx)
 	}
 	c.attempts++
 	f.n = c.attempts
+	if c.rp != nil {
+		c.rp.hold()
+	}
 	go func() {
 		var out outcome
-		c.attemptIn(actx, req, f.n, hedge, &out)
-		close(f.returned)
-		if out.resp != nil {
-			out.resp.Body = cancelOnClose(out.resp.Body, func(error) { cancel() })
-		} else {
-			cancel()
-		}
-		results <- landed{out: out, f: f}
+		defer func() {
+			if p := recover(); p != nil {
+				out = outcome{attempt: f.n, panicked: p}
+			}
+			f.baseReturned()
+			if c.rp != nil {
+				c.rp.release()
+			}
+			if out.resp == nil {
+				cancel()
+			}
+			if !out.landed {
+				results <- landed{out: out, f: f}
+			}
+		}()
+		c.attemptIn(actx, req, f.n, f, &out)
 	}()
 	return f, outcome{}, nil
+}
+
+// land hands an attempt's outcome to the call and waits for what it counts
+// for in its circuit: only the call knows whether it is a loser's.
+func (f *flight) land(out *outcome) error {
+	out.landed = true
+	f.results <- landed{out: *out, f: f}
+	return <-f.verdict
 }
 
 // hedgeDelay returns how long an attempt may run before a hedge follows:

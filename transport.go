@@ -93,6 +93,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	c.begin(upstreamKey(&c.key, req))
+	defer c.end()
 	var span trace.Span
 	c.ctx, span = t.e.obs.startCall(ctx, req, c.now)
 	resp, err := c.run()

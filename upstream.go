@@ -98,11 +98,18 @@ func (s *shard) len() int { return len(s.m) + len(s.collided) }
 
 // remove deletes u from the shard. Must be called with s.mu held.
 func (s *shard) remove(u *upstream) {
-	if s.m[u.hash] == u {
-		delete(s.m, u.hash)
+	if s.m[u.hash] != u {
+		delete(s.collided, u.key)
 		return
 	}
-	delete(s.collided, u.key)
+	delete(s.m, u.hash)
+	for k, o := range s.collided { // a key under the same hash takes the place
+		if o.hash == u.hash {
+			delete(s.collided, k)
+			s.m[u.hash] = o
+			return
+		}
+	}
 }
 
 // evict makes room in a full shard: first every entry that holds nothing a
@@ -119,18 +126,19 @@ func (s *shard) evict(now int64, limit int) {
 	}
 	kept := all[:0]
 	for _, u := range all {
-		if u.idle(now) {
+		switch {
+		case u.idle(now):
 			s.remove(u)
-		} else {
+		case u.calls.Load() == 0: // in use: never evicted
 			kept = append(kept, u)
 		}
 	}
 	target := limit - limit/8
-	if len(kept) <= target {
+	if s.len() <= target {
 		return
 	}
 	slices.SortFunc(kept, func(a, b *upstream) int { return cmp.Compare(a.used.Load(), b.used.Load()) })
-	for _, u := range kept[:len(kept)-target] {
+	for _, u := range kept[:min(s.len()-target, len(kept))] {
 		s.remove(u)
 	}
 }
@@ -183,9 +191,15 @@ type upstream struct {
 	first   lane                    // the first policy's lane, inline
 	more    atomic.Pointer[[]*lane] // other policies' (and replaced) lanes: copy-on-write
 	mu      sync.Mutex              // serializes writers of circuit, first and more
+	calls   atomic.Int32            // calls and attempts using the entry: it is not evicted meanwhile
 	hash    uint64
 	key     string
 }
+
+// pin keeps the entry from eviction until unpin: a call still using it
+// must not see its state split from a new entry's for the same key.
+func (u *upstream) pin()   { u.calls.Add(1) }
+func (u *upstream) unpin() { u.calls.Add(-1) }
 
 func newUpstream(key string, hash uint64, now int64) *upstream {
 	u := &upstream{key: key, hash: hash}
@@ -274,6 +288,9 @@ func (u *upstream) lanes(fn func(*lane)) {
 // no circuit, or a closed one with no failure counted, or an open one past
 // its reset timeout; budgets whose windows hold nothing; no recent latency.
 func (u *upstream) idle(now int64) bool {
+	if u.calls.Load() > 0 {
+		return false
+	}
 	if c := u.circuit.Load(); c != nil && !c.idle(now) {
 		return false
 	}
