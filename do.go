@@ -2,7 +2,6 @@ package rtx
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/athomic-go/rtx/policy"
@@ -57,11 +56,7 @@ func (r *Retrier) Do(ctx context.Context, fn func(context.Context) error) error 
 	c.begin(append(c.key[:0], r.e.cfg.operation...))
 	defer c.end()
 	_, err = c.run()
-	var p *permanentError
-	if errors.As(err, &p) && err == error(p) {
-		return p.err
-	}
-	return err
+	return unwrapPermanent(err)
 }
 
 // Do calls fn under the factory's policy called name, as a [Retrier] made

@@ -414,14 +414,24 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // Permanent wraps err so that no policy retries it, whatever its class:
-// a Retrier returns at once with err itself (the wrapper is removed), and a
-// transport's base may use it for errors it knows to be final. errors.Is
-// and errors.As see err through the wrapper. Permanent(nil) is nil.
+// a Retrier's function returns it for an error it knows to be final, as
+// may a Transport's base. The call ends at once with err itself (the
+// wrapper is removed when it is the error returned; errors.Is and
+// errors.As see err through it anyway). Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
 	}
 	return &permanentError{err: err}
+}
+
+// unwrapPermanent removes the Permanent wrapper err is, if it is one: the
+// caller gets the error itself.
+func unwrapPermanent(err error) error {
+	if p, ok := err.(*permanentError); ok {
+		return p.err
+	}
+	return err
 }
 
 func isPermanent(err error) bool {

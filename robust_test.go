@@ -139,3 +139,16 @@ func TestRefusedStreamRetriesAPost(t *testing.T) {
 		t.Errorf("an INTERNAL_ERROR stream error classified %q, never sent %v", c, neverSent(fakeStreamErr{code: 0x2}))
 	}
 }
+
+// A base's Permanent error ends the request at once, and the caller gets
+// the error itself.
+func TestTransportPermanentFromBase(t *testing.T) {
+	final := errors.New("quota gone for the month")
+	calls := 0
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) { calls++; return nil, Permanent(final) })
+	f := testFactory(t, quick+"[default.resilience.retry.policies.any]\nattempts = 3\nwait_min_seconds = 0.001\nwait_max_seconds = 0.001\nexceptions = [\"Exception\"]\n")
+	_, err := New(f, "any", WithBase(base)).RoundTrip(mustGet(t, "http://api.test/"))
+	if calls != 1 || err != final {
+		t.Errorf("%d calls, err %v (want the error itself, once)", calls, err)
+	}
+}

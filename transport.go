@@ -98,7 +98,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.ctx, span = t.e.obs.startCall(ctx, req, c.now)
 	resp, err := c.run()
 	endCall(span, resp)
-	return resp, err
+	return resp, unwrapPermanent(err)
 }
 
 func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }
