@@ -344,12 +344,13 @@ func (o *observer) hedged(ctx context.Context, pol *policy.Policy, hedges int, w
 		return
 	}
 	base := []attribute.KeyValue{attribute.String("operation", o.operation), attribute.String("policy", policyName(pol))}
+	lost := hedges
 	if won {
 		o.hedges.Add(ctx, 1, metric.WithAttributes(append(base, attribute.Bool("won", true))...))
-		hedges--
+		lost--
 	}
-	if hedges > 0 {
-		o.hedges.Add(ctx, int64(hedges), metric.WithAttributes(append(base, attribute.Bool("won", false))...))
+	if lost > 0 {
+		o.hedges.Add(ctx, int64(lost), metric.WithAttributes(append(base, attribute.Bool("won", false))...))
 	}
 	if o.logger != nil {
 		o.logger.LogAttrs(ctx, slog.LevelDebug, "rtx: hedged", slog.String("operation", o.operation),
