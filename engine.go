@@ -109,8 +109,7 @@ type outcome struct {
 // the budget.
 func (c *call) begin(upstream []byte) {
 	c.now = time.Now()
-	c.up = c.e.ups.get(upstream, c.now.UnixNano())
-	c.up.pin() // until the call ends: see end
+	c.up = c.e.ups.acquire(upstream, c.now.UnixNano()) // pinned until the call ends: see end
 	if on := budgetEnabled(c.pol); on || c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
 		if on {
@@ -222,8 +221,7 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, f *fligh
 		return
 	}
 	if u != c.up {
-		u.pin() // a circuit under a custom key: kept while the attempt uses it
-		defer u.unpin()
+		defer u.unpin() // a circuit under a custom key: kept while the attempt uses it
 	}
 	var panicked any
 	var counts error
@@ -321,7 +319,7 @@ func (c *call) circuit() (*circuit, *upstream) {
 	u := c.up
 	if c.e.named != nil {
 		name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
-		u = c.e.named.get([]byte(name), now)
+		u = c.e.named.acquire([]byte(name), now) // unpinned by attemptIn, or at once by circuitOpen
 	}
 	return u.circuitFor(u.key, b.Circuit(u.key), c.snap != c.e.factory.Snapshot(), now), u
 }
@@ -332,7 +330,10 @@ func (c *call) circuitOpen() bool {
 	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
 		return true
 	}
-	cir, _ := c.circuit()
+	cir, u := c.circuit()
+	if u != nil && u != c.up {
+		defer u.unpin()
+	}
 	return cir != nil && cir.peek(c.e.cfg.circuits.OnStateChange) == gobreaker.StateOpen
 }
 

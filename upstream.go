@@ -53,7 +53,13 @@ func newTable(limit int) *table {
 // get returns the state of the upstream named by key, creating it if
 // needed. key may be a view of a scratch buffer: it is copied before it is
 // stored.
-func (t *table) get(key []byte, now int64) *upstream {
+func (t *table) get(key []byte, now int64) *upstream { return t.lookup(key, now, false) }
+
+// acquire is get for a user of the entry: it comes back pinned (see pin),
+// pinned under the shard's lock, so that no eviction can come between.
+func (t *table) acquire(key []byte, now int64) *upstream { return t.lookup(key, now, true) }
+
+func (t *table) lookup(key []byte, now int64, pin bool) *upstream {
 	h := maphash.Bytes(t.seed, key)
 	s := &t.shards[h%tableShards]
 	s.mu.RLock()
@@ -61,15 +67,18 @@ func (t *table) get(key []byte, now int64) *upstream {
 	if u != nil && !u.is(key) {
 		u = s.collided[string(key)] // no allocation: the compiler looks up without converting
 	}
+	if u != nil && pin {
+		u.pin()
+	}
 	s.mu.RUnlock()
 	if u == nil {
-		u = t.insert(s, h, key, now)
+		u = t.insert(s, h, key, now, pin)
 	}
 	u.touch(now)
 	return u
 }
 
-func (t *table) insert(s *shard, h uint64, key []byte, now int64) *upstream {
+func (t *table) insert(s *shard, h uint64, key []byte, now int64, pin bool) *upstream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.m[h]
@@ -77,12 +86,18 @@ func (t *table) insert(s *shard, h uint64, key []byte, now int64) *upstream {
 		u = s.collided[string(key)]
 	}
 	if u != nil {
+		if pin {
+			u.pin()
+		}
 		return u
 	}
 	if s.len() >= t.max {
 		s.evict(now, t.max)
 	}
 	u = newUpstream(string(key), h, now)
+	if pin {
+		u.pin()
+	}
 	if other := s.m[h]; other == nil {
 		s.m[h] = u
 	} else {
