@@ -100,10 +100,14 @@ func (s *framerServer) serve(c net.Conn) {
 		}
 		return true
 	}
+	goingAway := false // a GOAWAY went out: read on until the client closes, as a graceful server does
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return
+		}
+		if goingAway {
+			continue // closing now would reset the connection under a body still being written
 		}
 		switch f := f.(type) {
 		case *http2.SettingsFrame:
@@ -130,7 +134,8 @@ func (s *framerServer) serve(c net.Conn) {
 					fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
 				case "goaway-below":
 					fr.WriteGoAway(id-2*min(id/2, 1), http2.ErrCodeNo, nil) // the stream before, or 0
-					return
+					goingAway = true
+					continue
 				}
 			}
 			if f.StreamEnded() && !st.dead && !complete(id, st) {
