@@ -198,15 +198,17 @@ const shortKey = 48
 // first-try request reads sits together: the key's bytes, the last use,
 // the circuit pointer and the first policy's lane.
 type upstream struct {
-	n       uint8 // len(key), or 0 when longer than shortKey
-	short   [shortKey]byte
-	used    atomic.Int64 // unix nanoseconds of the last use, coarse
+	// The first cache line: what every request reads or writes.
+	n     uint8        // len(key), or 0 when longer than shortKey
+	calls atomic.Int32 // calls and attempts using the entry: it is not evicted meanwhile
+	short [shortKey]byte
+	used  atomic.Int64 // unix nanoseconds of the last use, coarse
+
 	circuit atomic.Pointer[circuit]
 	ready   atomic.Bool             // first is set
 	first   lane                    // the first policy's lane, inline
 	more    atomic.Pointer[[]*lane] // other policies' (and replaced) lanes: copy-on-write
 	mu      sync.Mutex              // serializes writers of circuit, first and more
-	calls   atomic.Int32            // calls and attempts using the entry: it is not evicted meanwhile
 	hash    uint64
 	key     string
 }
