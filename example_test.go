@@ -2,6 +2,7 @@ package rtx_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -38,6 +39,12 @@ attempts = 3
 wait_min_seconds = 0.01
 wait_max_seconds = 0.05
 exceptions = ["HTTPRequestError", "HTTPTimeoutError"]
+
+[default.resilience.retry.policies.jobs]
+attempts = 4
+wait_min_seconds = 0.01
+wait_max_seconds = 0.05
+exceptions = ["Exception"]
 `
 
 // loadSettings writes the settings above to a file, as an application
@@ -155,4 +162,32 @@ func ExampleDo() {
 	// attempt 1 failed (ConnectionError), retrying
 	// attempt 2 failed (ConnectionError), retrying
 	// calls: 3 error: <nil>
+}
+
+// A Retrier is made once and shared: under a policy listing Exception, any
+// error the function returns is retried, unless it is marked Permanent.
+func ExampleRetrier() {
+	factory, cleanup := loadSettings()
+	defer cleanup()
+	charges := rtx.NewRetrier(factory, "jobs", rtx.WithOperationName("charge"))
+	errDeclined := errors.New("card declined")
+
+	calls := 0
+	err := charges.Do(context.Background(), func(ctx context.Context) error {
+		if calls++; calls < 3 {
+			return errors.New("backend said try again") // a plain error: retried
+		}
+		return nil
+	})
+	fmt.Println("calls:", calls, "error:", err)
+
+	calls = 0
+	err = charges.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		return rtx.Permanent(errDeclined) // a definite answer: never retried
+	})
+	fmt.Println("calls:", calls, "declined:", errors.Is(err, errDeclined))
+	// Output:
+	// calls: 3 error: <nil>
+	// calls: 1 declined: true
 }
