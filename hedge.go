@@ -294,6 +294,12 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 		var out outcome
 		defer func() {
 			if p := recover(); p != nil {
+				if out.landed {
+					// The outcome went to the call already: the panic is a
+					// state-change callback's, as unrecovered as it is
+					// anywhere else.
+					panic(p)
+				}
 				out = outcome{attempt: f.n, panicked: p}
 			}
 			f.baseReturned()
