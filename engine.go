@@ -53,6 +53,19 @@ func newEngine(f *policy.Factory, name, operation string, opts []Option) *engine
 	return e
 }
 
+// eachCircuit calls fn for every circuit the engine keeps.
+func (e *engine) eachCircuit(fn func(*circuit)) {
+	visit := func(u *upstream) {
+		if c := u.circuit.Load(); c != nil {
+			fn(c)
+		}
+	}
+	e.ups.each(visit)
+	if e.named != nil {
+		e.named.each(visit)
+	}
+}
+
 // policyFor returns the snapshot in force and the call's policy: the
 // name set by WithPolicy on ctx, else the engine's.
 func (e *engine) policyFor(ctx context.Context) (*policy.Snapshot, *policy.Policy, error) {

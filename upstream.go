@@ -344,16 +344,3 @@ func (l *lane) sketch(q float64) *latency {
 
 // keyBuf is scratch space for an upstream key built without allocating.
 type keyBuf [96]byte
-
-// eachCircuit calls fn for every circuit the engine keeps.
-func (e *engine) eachCircuit(fn func(*circuit)) {
-	visit := func(u *upstream) {
-		if c := u.circuit.Load(); c != nil {
-			fn(c)
-		}
-	}
-	e.ups.each(visit)
-	if e.named != nil {
-		e.named.each(visit)
-	}
-}
