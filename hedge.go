@@ -70,7 +70,9 @@ const (
 // connection, which then never reaches the pool. The wait ends when the
 // base RoundTrip returns, before anything else of the attempt runs.
 func (f *flight) answered() {
-	if !f.state.CompareAndSwap(flightRunning, flightAnswered) {
+	// A second call (net/http's HTTP/2 client may resend a stream inside
+	// one RoundTrip, after a 1xx) finds the attempt answered: it goes on.
+	if !f.state.CompareAndSwap(flightRunning, flightAnswered) && f.state.Load() == flightCancelled {
 		<-f.returned
 	}
 }
@@ -113,6 +115,15 @@ func (c *call) runHedged() (*http.Response, error) {
 	defer func() {
 		c.e.obs.hedged(c.ctx, c.pol, hedges, wonHedge)
 	}()
+	defer func() {
+		// A panic of the call's own (the breaker hook, GetBody) must not
+		// leave its attempts waiting for a verdict, holding a circuit's
+		// probe, a connection and the upstream.
+		if p := recover(); p != nil {
+			c.abandon(inflight, results)
+			panic(p)
+		}
+	}()
 
 	for {
 		f, next, err := c.launch(results, false)
@@ -133,19 +144,24 @@ func (c *call) runHedged() (*http.Response, error) {
 				if l.out.panicked != nil { // on the caller's goroutine, as an unhedged attempt's
 					l.f.verdict <- errExcluded
 					c.abandon(inflight, results)
+					inflight = nil
 					c.discard(out)
 					panic(l.out.panicked)
 				}
 				if l.out.refused != nil { // a half-open circuit had its probe already
 					c.attempts--
-					if len(inflight) > 0 {
-						continue
+					if l.f.hedge && c.budget != nil {
+						c.budget.refund(time.Now())
 					}
-					return c.refused(out, l.out.refused)
+					if len(inflight) == 0 {
+						return c.refused(out, l.out.refused)
+					}
+					break
 				}
 				l.f.verdict <- c.counts(&l.out)
 				if c.final(l.out) {
 					c.abandon(inflight, results)
+					inflight = nil
 					if out.attempt != 0 {
 						c.discard(out)
 					}
@@ -290,8 +306,10 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 	if c.rp != nil {
 		c.rp.hold()
 	}
+	c.up.pin() // the attempt's circuit outcome may land after the call has ended
 	go func() {
 		var out outcome
+		defer c.up.unpin()
 		defer func() {
 			if p := recover(); p != nil {
 				if out.landed {
