@@ -291,6 +291,7 @@ func TestDebugRetrier(t *testing.T) {
 	if u := onlyUpstream(t, fetchDebug(t, &h)); u.Key != "billing" || laneOf(t, u, "default").Budget == nil {
 		t.Errorf("upstream = %+v", u)
 	}
+	runtime.KeepAlive(r) // registered weakly: the page drops a collected Retrier
 }
 
 // TestDebugBounded: with 100,000 upstreams the page lists the open and
@@ -340,6 +341,7 @@ func TestDebugBounded(t *testing.T) {
 	if len(page) > 200_000 {
 		t.Errorf("page is %d bytes", len(page))
 	}
+	runtime.KeepAlive(tr) // registered weakly: the page drops a collected Transport
 }
 
 // TestDebugHedge: a hedging policy's delay and the latencies behind it.

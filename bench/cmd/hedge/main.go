@@ -24,6 +24,7 @@ func main() {
 	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent callers")
 	flag.IntVar(&cfg.OutageRequests, "outage-n", cfg.OutageRequests, "logical requests of the outage check per kind (0: skip it)")
 	flag.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "latency draw seed, the same for every kind")
+	flag.Float64Var(&cfg.Sigma, "sigma", cfg.Sigma, "lognormal shape of an attempt's latency (log-latency's standard deviation)")
 	md := flag.Bool("markdown", false, "print Markdown tables")
 	only := flag.String("only", "", "run only kinds whose name contains this")
 	flag.Parse()
