@@ -189,6 +189,7 @@ func TestCircuitGaugeReportsEveryTransport(t *testing.T) {
 			if n := series(); n != 2 {
 				t.Fatalf("%d circuit series with two transports, want 2", n)
 			}
+			runtime.KeepAlive(tr) // until it has been counted: a collected one is not
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
