@@ -209,9 +209,9 @@ func (c *call) attempt(out *outcome) error {
 	if err != nil {
 		return err
 	}
-	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
+	if c.hookOpen() {
 		closeBody(req)
-		out.refused = &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}
+		out.refused = errHookOpen()
 		return nil
 	}
 	c.attempts++
@@ -337,10 +337,22 @@ func (c *call) circuit() (*circuit, *upstream) {
 	return u.circuitFor(u.key, b.Circuit(u.key), c.snap != c.e.factory.Snapshot(), now), u
 }
 
+// hookOpen asks the circuit breaker hook, if any, whether the circuit is
+// open (a Retrier's call asks with a nil request).
+func (c *call) hookOpen() bool {
+	hook := c.e.cfg.breakerHook
+	return hook != nil && hook(c.req)
+}
+
+// errHookOpen is the refusal of an attempt by the circuit breaker hook.
+func errHookOpen() error {
+	return &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}
+}
+
 // circuitOpen reports whether the next attempt would be refused, so that a
 // retry never sleeps toward an open circuit.
 func (c *call) circuitOpen() bool {
-	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
+	if c.hookOpen() {
 		return true
 	}
 	cir, u := c.circuit()

@@ -6,8 +6,6 @@ import (
 	"net/http/httptrace"
 	"sync/atomic"
 	"time"
-
-	"github.com/sony/gobreaker/v2"
 )
 
 // AllowHedging lets a [Retrier] hedge: under a policy that sets
@@ -282,7 +280,7 @@ func (c *call) hedgeReady() bool {
 // its pool until the attempt's base RoundTrip has returned, since
 // net/http may still ask for it (GetBody) until then.
 func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, error) {
-	if hedge && c.req != nil && c.rp == nil && hasBody(c.req) && c.nextBody == nil {
+	if hedge && c.nextBody == nil { // a hedge's body: the retry path has its own from decide
 		if err := c.rewind(); err != nil {
 			return nil, outcome{}, err
 		}
@@ -291,9 +289,9 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 	if err != nil {
 		return nil, outcome{}, err
 	}
-	if hook := c.e.cfg.breakerHook; hook != nil && hook(c.req) {
+	if c.hookOpen() {
 		closeBody(req)
-		return nil, outcome{refused: &CircuitOpenError{Circuit: "circuit breaker hook", Err: gobreaker.ErrOpenState}}, nil
+		return nil, outcome{refused: errHookOpen()}, nil
 	}
 	actx, cancel := context.WithCancel(c.ctx)
 	f := &flight{hedge: hedge, start: time.Now(), cancel: cancel, returned: make(chan struct{}), verdict: make(chan error, 1), results: results}
