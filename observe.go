@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,7 @@ func WithLogger(l *slog.Logger) Option {
 var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
 // delayBuckets extend them to the minutes a long policy waits.
-var delayBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300, 600}
+var delayBuckets = append(slices.Clip(durationBuckets), 30, 60, 120, 300, 600)
 
 // observer reports attempts, retries and give-ups to the hooks, the logger,
 // the tracer and the meter.
@@ -164,11 +165,7 @@ func (o *observer) startCall(ctx context.Context, req *http.Request, now time.Ti
 	if !o.alwaysTrace || trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
-	m := knownMethod(method(req))
-	if m == "_OTHER" {
-		m = "HTTP"
-	}
-	return o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(now),
+	return o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(now),
 		trace.WithAttributes(attribute.String("url.full", RedactURL(req.URL))))
 }
 
@@ -228,7 +225,6 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 	}
 	if m == "_OTHER" {
 		attrs = append(attrs, attribute.String("http.request.method_original", method(req)))
-		m = "HTTP" // the span name for unknown methods
 	}
 	if attempt > 1 {
 		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
@@ -236,7 +232,7 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 	if hedge {
 		attrs = append(attrs, attribute.Bool("rtx.hedge", true))
 	}
-	ctx, a.span = o.tracer.Start(ctx, m, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(now))
+	ctx, a.span = o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(now))
 	r2 := req.WithContext(ctx)
 	r2.Header = req.Header.Clone()
 	if r2.Header == nil {
@@ -421,6 +417,15 @@ func method(r *http.Request) string {
 		return http.MethodGet
 	}
 	return r.Method
+}
+
+// spanName names a request's spans: its method, or "HTTP" for a method
+// the HTTP semantic conventions do not know.
+func spanName(req *http.Request) string {
+	if m := knownMethod(method(req)); m != "_OTHER" {
+		return m
+	}
+	return "HTTP"
 }
 
 // knownMethod returns m if it is one of the methods of RFC 9110 or PATCH,
