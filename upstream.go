@@ -43,11 +43,9 @@ type shard struct {
 }
 
 func newTable(limit int) *table {
-	t := &table{seed: maphash.MakeSeed(), max: max(limit/tableShards, 1)}
-	for i := range t.shards {
-		t.shards[i].m = map[uint64]*upstream{}
-	}
-	return t
+	// A shard's map is made at its first insert: a one-shot rtx.Do uses
+	// one shard, and a nil map reads as empty.
+	return &table{seed: maphash.MakeSeed(), max: max(limit/tableShards, 1)}
 }
 
 // get returns the state of the upstream named by key, creating it if
@@ -97,6 +95,9 @@ func (t *table) insert(s *shard, h uint64, key []byte, now int64, pin bool) *ups
 	u = newUpstream(string(key), h, now)
 	if pin {
 		u.pin()
+	}
+	if s.m == nil {
+		s.m = map[uint64]*upstream{}
 	}
 	if other := s.m[h]; other == nil {
 		s.m[h] = u
