@@ -51,8 +51,8 @@ func (b *budget) empty(now int64) bool {
 }
 
 // current returns the bucket for now, cleared if it held an older slice.
-func (b *budget) current(now time.Time) *bucket {
-	epoch := now.UnixNano() / int64(b.slice)
+func (b *budget) current(now int64) *bucket {
+	epoch := now / int64(b.slice)
 	bk := &b.b[epoch%budgetBuckets]
 	if old := bk.epoch.Load(); old != epoch && bk.epoch.CompareAndSwap(old, epoch) {
 		bk.firsts.Store(0)
@@ -62,10 +62,10 @@ func (b *budget) current(now time.Time) *bucket {
 }
 
 // first counts a logical request's first attempt.
-func (b *budget) first(now time.Time) { b.current(now).firsts.Add(1) }
+func (b *budget) first(now int64) { b.current(now).firsts.Add(1) }
 
 // withdraw takes one retry from the budget if it allows one.
-func (b *budget) withdraw(p *policy.Policy, now time.Time) bool {
+func (b *budget) withdraw(p *policy.Policy, now int64) bool {
 	cur := b.current(now)
 	firsts, retries := b.counts(cur.epoch.Load())
 	if float64(retries)+1 > b.allowed(p, firsts) {
@@ -76,7 +76,7 @@ func (b *budget) withdraw(p *policy.Policy, now time.Time) bool {
 }
 
 // refund gives back a retry withdrawn at now that was not made.
-func (b *budget) refund(now time.Time) { b.current(now).retries.Add(-1) }
+func (b *budget) refund(now int64) { b.current(now).retries.Add(-1) }
 
 // counts sums the first attempts and retries of the window ending in the
 // slice epoch.

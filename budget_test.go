@@ -142,14 +142,14 @@ func TestBudgetWindowSlides(t *testing.T) {
 	p := &policy.Policy{Name: "p", Attempts: 3, BudgetRatio: 0, BudgetMinRetriesPerSec: 1, BudgetWindow: 2 * time.Second}
 	u := &upstream{key: "h:1"}
 	b := &u.lane(p).budget
-	now := time.Unix(1000, 0)
+	now := int64(1000 * time.Second)
 	if !b.withdraw(p, now) || !b.withdraw(p, now) || b.withdraw(p, now) {
 		t.Fatal("floor of 1/s over 2 s must allow exactly 2 retries")
 	}
-	if b.withdraw(p, now.Add(1900*time.Millisecond)) {
+	if b.withdraw(p, now+int64(1900*time.Millisecond)) {
 		t.Fatal("still inside the window")
 	}
-	if !b.withdraw(p, now.Add(2100*time.Millisecond)) {
+	if !b.withdraw(p, now+int64(2100*time.Millisecond)) {
 		t.Fatal("the window must slide")
 	}
 	p2 := *p

@@ -20,7 +20,7 @@ type circuit struct {
 	setting policy.Circuit
 
 	state    atomic.Int32  // the last state gobreaker reported
-	changed  atomic.Int64  // unix nanoseconds of the last change (of creation before one)
+	changed  atomic.Int64  // engine time (see engine.clock) of the last change, or of creation before one
 	failures atomic.Uint32 // consecutive failures reported, as gobreaker counts them, read without its lock
 
 	mu      sync.Mutex
@@ -33,9 +33,11 @@ var (
 	errExcluded = errors.New("excluded outcome")
 )
 
-func newCircuit(name string, setting policy.Circuit, now int64) *circuit {
+// newCircuit makes a circuit on the clock of the engine whose epoch is
+// given (see engine.clock).
+func newCircuit(name string, setting policy.Circuit, epoch time.Time) *circuit {
 	c := &circuit{name: name, setting: setting}
-	c.changed.Store(now)
+	c.changed.Store(int64(time.Since(epoch)))
 	c.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         name,
 		MaxRequests:  1,
@@ -46,7 +48,7 @@ func newCircuit(name string, setting policy.Circuit, now int64) *circuit {
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			c.state.Store(int32(to))
 			c.failures.Store(0) // a new generation counts from zero
-			c.changed.Store(time.Now().UnixNano())
+			c.changed.Store(int64(time.Since(epoch)))
 			c.mu.Lock()
 			c.pending = append(c.pending, breaker.StateChange{Circuit: name, From: from, To: to})
 			c.mu.Unlock()
@@ -59,7 +61,7 @@ func newCircuit(name string, setting policy.Circuit, now int64) *circuit {
 // setting changed (a circuit whose setting did not change keeps its state).
 // A call on a snapshot that is no longer in force (stale) never replaces a
 // circuit: during an update, old and new calls would reset it in turn.
-func (u *upstream) circuitFor(name string, setting policy.Circuit, stale bool, now int64) *circuit {
+func (u *upstream) circuitFor(name string, setting policy.Circuit, stale bool, epoch time.Time) *circuit {
 	if c := u.circuit.Load(); c != nil && (c.setting == setting || stale) {
 		return c
 	}
@@ -68,7 +70,7 @@ func (u *upstream) circuitFor(name string, setting policy.Circuit, stale bool, n
 	if c := u.circuit.Load(); c != nil && (c.setting == setting || stale) {
 		return c
 	}
-	c := newCircuit(name, setting, now)
+	c := newCircuit(name, setting, epoch)
 	u.circuit.Store(c)
 	return c
 }

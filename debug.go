@@ -458,8 +458,8 @@ func (l *giveUpLog) last() ([]DebugGiveUp, uint64, []DebugGiveUps) {
 // tally returns the first attempts and retries in the budget's window at
 // now, and how many more retries p allows: withdraw's arithmetic, read
 // only.
-func (b *budget) tally(p *policy.Policy, now time.Time) (firsts, retries, left int64) {
-	firsts, retries = b.counts(now.UnixNano() / int64(b.slice))
+func (b *budget) tally(p *policy.Policy, now int64) (firsts, retries, left int64) {
+	firsts, retries = b.counts(now / int64(b.slice))
 	if p == nil {
 		return firsts, retries, 0
 	}
@@ -492,9 +492,9 @@ func (h *DebugHandler) state(now time.Time) DebugState {
 		}
 		st.Settings[idx].Targets = append(st.Settings[idx].Targets, r.name)
 		t := DebugTarget{Name: r.name, Kind: r.kind, Operation: e.cfg.operation, Policy: cmp.Or(e.name, "default"), Settings: idx}
-		t.Upstreams = debugList(e.ups, snap, now, limit)
+		t.Upstreams = debugList(e, e.ups, snap, now, limit)
 		if e.named != nil {
-			l := debugList(e.named, snap, now, limit)
+			l := debugList(e, e.named, snap, now, limit)
 			t.Circuits = &l
 		}
 		t.GiveUps, t.GiveUpsTotal, t.GiveUpsByReason = e.giveUps.last()
@@ -590,8 +590,8 @@ func (t *topK) trim() {
 }
 
 // debugList lists a table's entries, the circuits not closed first, at
-// most limit of them and limit others.
-func debugList(t *table, snap *policy.Snapshot, now time.Time, limit int) DebugList {
+// most limit of them and limit others. t is one of e's.
+func debugList(e *engine, t *table, snap *policy.Snapshot, now time.Time, limit int) DebugList {
 	var l DebugList
 	troubled, others := topK{k: limit}, topK{k: limit}
 	t.each(func(u *upstream) {
@@ -616,25 +616,26 @@ func debugList(t *table, snap *policy.Snapshot, now time.Time, limit int) DebugL
 	others.trim()
 	l.Entries = make([]DebugUpstream, 0, len(troubled.cs)+len(others.cs))
 	for _, c := range slices.Concat(troubled.cs, others.cs) {
-		l.Entries = append(l.Entries, debugUpstream(c, snap, now))
+		l.Entries = append(l.Entries, debugUpstream(e, c, snap, e.at(now)))
 	}
 	l.Omitted = l.Total - len(l.Entries)
 	return l
 }
 
-func debugUpstream(c candidate, snap *policy.Snapshot, now time.Time) DebugUpstream {
-	d := DebugUpstream{Key: c.u.key, LastUsed: time.Unix(0, c.used).UTC()}
+// debugUpstream describes an entry of e at now (engine time).
+func debugUpstream(e *engine, c candidate, snap *policy.Snapshot, now int64) DebugUpstream {
+	d := DebugUpstream{Key: c.u.key, LastUsed: e.wall(c.used).Round(0).UTC()}
 	if c.c != nil {
-		d.Circuit = &DebugCircuit{Name: c.c.name, State: stateName(c.state), Since: time.Unix(0, c.changed).UTC(),
+		d.Circuit = &DebugCircuit{Name: c.c.name, State: stateName(c.state), Since: e.wall(c.changed).Round(0).UTC(),
 			ConsecutiveFailures: c.c.failures.Load(),
 			FailMax:             c.c.setting.FailMax, ResetTimeout: c.c.setting.ResetTimeout.Seconds(),
-			ProbeDue: c.state == gobreaker.StateOpen && now.UnixNano()-c.changed > int64(c.c.setting.ResetTimeout)}
+			ProbeDue: c.state == gobreaker.StateOpen && now-c.changed > int64(c.c.setting.ResetTimeout)}
 	}
 	c.u.lanes(func(ln *lane) { d.Policies = append(d.Policies, debugLane(ln, snap, now)) })
 	return d
 }
 
-func debugLane(ln *lane, snap *policy.Snapshot, now time.Time) DebugPolicyState {
+func debugLane(ln *lane, snap *policy.Snapshot, now int64) DebugPolicyState {
 	d := DebugPolicyState{Policy: cmp.Or(ln.policy, "default")}
 	p, err := snap.Policy(ln.policy)
 	if err != nil {

@@ -301,12 +301,12 @@ func TestDebugBounded(t *testing.T) {
 	tr := New(testFactory(t, debugDoc), "api", WithBase(newSink()))
 	e := tr.e
 	setting := e.factory.Snapshot().Breaker().Circuit("")
-	now := time.Now().UnixNano()
+	now := e.clock()
 	const n = 100_000
 	for i := range n {
 		key := fmt.Sprintf("host%d.test:80", i)
 		u := e.ups.get([]byte(key), now-int64(n-i)) // the higher i, the more recently used
-		c := u.circuitFor(key, setting, false, now)
+		c := u.circuitFor(key, setting, false, e.epoch)
 		switch {
 		case i%25_000 == 7:
 			c.state.Store(int32(gobreaker.StateOpen))
@@ -387,7 +387,7 @@ func TestDebugBudgetTally(t *testing.T) {
 	pol2.BudgetRatio = 0.5
 	var b budget
 	b.init(pol2.BudgetWindow)
-	now := time.Now()
+	now := int64(time.Hour)
 	for range 7 {
 		b.first(now)
 	}
@@ -406,7 +406,7 @@ func TestDebugBudgetTally(t *testing.T) {
 	if f, r, left := b.tally(&pol2, now); f != 7 || r != 5 || left != 0 {
 		t.Errorf("tally = %d %d %d", f, r, left)
 	}
-	if f, r, _ := b.tally(&pol2, now.Add(11*time.Second)); f != 0 || r != 0 {
+	if f, r, _ := b.tally(&pol2, now+int64(11*time.Second)); f != 0 || r != 0 {
 		t.Errorf("past the window: %d %d", f, r)
 	}
 }

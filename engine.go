@@ -27,6 +27,7 @@ type engine struct {
 	pools   bodyPools
 	giveUps giveUpLog // the last give-ups, for the debug page
 	timers  sync.Pool // *attemptTimer, for per-attempt timeouts
+	epoch   time.Time // the origin of the engine's clock: see clock
 
 	// anyError: every error the attempts return is at least an Exception
 	// (a Retrier's functions, a custom base transport).
@@ -37,7 +38,7 @@ func newEngine(f *policy.Factory, name, operation string, opts []Option) *engine
 	if f == nil {
 		f = policy.NewFactory(nil)
 	}
-	e := &engine{factory: f, name: name, cfg: newConfig(opts)}
+	e := &engine{factory: f, name: name, cfg: newConfig(opts), epoch: time.Now()}
 	if e.cfg.operation == "" {
 		e.cfg.operation = operation
 	}
@@ -52,6 +53,20 @@ func newEngine(f *policy.Factory, name, operation string, opts []Option) *engine
 	e.obs = newObserver(&e.cfg)
 	return e
 }
+
+// clock returns the engine's time: nanoseconds since the engine was made,
+// on the monotonic clock. Every time the engine keeps (budget slices, last
+// uses, circuit changes, latency windows) is on this clock, which costs one
+// clock reading where time.Now costs two. In a testing/synctest bubble it
+// follows the bubble's clock.
+func (e *engine) clock() int64 { return int64(time.Since(e.epoch)) }
+
+// wall returns the wall-clock time of an engine time (with a monotonic
+// reading, as time.Now's).
+func (e *engine) wall(t int64) time.Time { return e.epoch.Add(time.Duration(t)) }
+
+// at returns the engine time of t.
+func (e *engine) at(t time.Time) int64 { return int64(t.Sub(e.epoch)) }
 
 // eachCircuit calls fn for every circuit the engine keeps.
 func (e *engine) eachCircuit(fn func(*circuit)) {
@@ -89,7 +104,7 @@ type call struct {
 	up     *upstream // the upstream's state
 	lane   *lane     // its state under the policy, when it has a budget or hedges
 	budget *budget   // the lane's budget; nil when off
-	now    time.Time // when the call began; also the first attempt's start
+	now    int64     // when the call began (engine time: see engine.clock); also the first attempt's start
 
 	// An HTTP call: the caller's request, what the first attempt sends
 	// (an idempotency key added, a captured body), and the capture.
@@ -121,8 +136,8 @@ type outcome struct {
 // begin finds the call's upstream state and counts its first attempt in
 // the budget.
 func (c *call) begin(upstream []byte) {
-	c.now = time.Now()
-	c.up = c.e.ups.acquire(upstream, c.now.UnixNano()) // pinned until the call ends: see end
+	c.now = c.e.clock()
+	c.up = c.e.ups.acquire(upstream, c.now) // pinned until the call ends: see end
 	if on := budgetEnabled(c.pol); on || c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
 		if on {
@@ -294,11 +309,11 @@ func (c *call) send(ctx context.Context, req *http.Request, n int, f *flight, ou
 	}
 	now := c.now
 	if n > 1 {
-		now = time.Now()
+		now = c.e.clock()
 	}
-	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, f != nil && f.hedge, now)
+	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, f != nil && f.hedge, c.e.wall(now))
 	out.span = span
-	out.resp, out.err = c.e.send(sent, c.pol.Timeout, now)
+	out.resp, out.err = c.e.send(sent, c.pol.Timeout)
 	if f != nil {
 		f.baseReturned()
 		if out.resp != nil { // the attempt's context lives until its body is closed
@@ -328,13 +343,12 @@ func (c *call) circuit() (*circuit, *upstream) {
 	if !b.Enabled {
 		return nil, nil
 	}
-	now := c.now.UnixNano() // coarse is enough to order last uses
 	u := c.up
 	if c.e.named != nil {
 		name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
-		u = c.e.named.acquire([]byte(name), now) // unpinned by attemptIn, or at once by circuitOpen
+		u = c.e.named.acquire([]byte(name), c.now) // the call's start: coarse is enough to order last uses; unpinned by attemptIn, or at once by circuitOpen
 	}
-	return u.circuitFor(u.key, b.Circuit(u.key), c.snap != c.e.factory.Snapshot(), now), u
+	return u.circuitFor(u.key, b.Circuit(u.key), c.snap != c.e.factory.Snapshot(), c.e.epoch), u
 }
 
 // hookOpen asks the circuit breaker hook, if any, whether the circuit is
@@ -390,7 +404,7 @@ func (c *call) decide(out outcome) (delay time.Duration, reason Reason, stop err
 	if err := c.rewind(); err != nil {
 		return 0, ReasonBody, err
 	}
-	if c.budget != nil && !c.budget.withdraw(c.pol, now) {
+	if c.budget != nil && !c.budget.withdraw(c.pol, c.e.at(now)) {
 		return 0, ReasonBudget, ErrBudgetExhausted
 	}
 	return delay, "", nil

@@ -35,7 +35,7 @@ func (c *call) hedging() bool {
 type flight struct {
 	n      int
 	hedge  bool
-	start  time.Time
+	start  int64 // engine time (see engine.clock)
 	cancel context.CancelFunc
 
 	// state guards the cancellation of a loser against net/http's idle
@@ -149,7 +149,7 @@ func (c *call) runHedged() (*http.Response, error) {
 				if l.out.refused != nil { // a half-open circuit had its probe already
 					c.attempts--
 					if l.f.hedge && c.budget != nil {
-						c.budget.refund(time.Now())
+						c.budget.refund(c.e.clock())
 					}
 					if len(inflight) == 0 {
 						return c.refused(out, l.out.refused)
@@ -176,13 +176,13 @@ func (c *call) runHedged() (*http.Response, error) {
 				if !c.mayHedge(len(inflight)) {
 					break
 				}
-				if c.budget != nil && !c.budget.withdraw(c.pol, time.Now()) {
+				if c.budget != nil && !c.budget.withdraw(c.pol, c.e.clock()) {
 					break // an exhausted budget sends no hedge, and cancels none
 				}
 				f, h, err := c.launch(results, true)
 				if err != nil || h.refused != nil {
 					if c.budget != nil {
-						c.budget.refund(time.Now())
+						c.budget.refund(c.e.clock())
 					}
 					break
 				}
@@ -294,7 +294,7 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 		return nil, outcome{refused: errHookOpen()}, nil
 	}
 	actx, cancel := context.WithCancel(c.ctx)
-	f := &flight{hedge: hedge, start: time.Now(), cancel: cancel, returned: make(chan struct{}), verdict: make(chan error, 1), results: results}
+	f := &flight{hedge: hedge, start: c.e.clock(), cancel: cancel, returned: make(chan struct{}), verdict: make(chan error, 1), results: results}
 	if req != nil {
 		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotFirstResponseByte: f.answered})
 		req = req.WithContext(actx)
@@ -364,6 +364,6 @@ func (c *call) observeLatency(f *flight, out outcome) {
 	if !cancelled && out.err != nil && out.class == "" {
 		return // the caller's cancellation, or an error that says nothing of latency
 	}
-	now := time.Now()
-	c.lane.sketch(c.pol.HedgeQuantile).add(now.Sub(f.start), !f.hedge, cancelled, now.UnixNano())
+	now := c.e.clock()
+	c.lane.sketch(c.pol.HedgeQuantile).add(time.Duration(now-f.start), !f.hedge, cancelled, now)
 }

@@ -95,7 +95,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.begin(upstreamKey(&c.key, req))
 	defer c.end()
 	var span trace.Span
-	c.ctx, span = t.e.obs.startCall(ctx, req, c.now)
+	c.ctx, span = t.e.obs.startCall(ctx, req, t.e.wall(c.now))
 	resp, err := c.run()
 	endCall(span, resp)
 	return resp, unwrapPermanent(err)
@@ -160,8 +160,7 @@ func (c *call) nextRequest() (*http.Request, error) {
 // its own context (see attemptCtx), which ends when the timeout fires before
 // the response headers arrive, when the caller's context ends, or when the
 // response body is closed: it lives until then, with no deadline of its own.
-// now is when the attempt started, as the caller read it.
-func (e *engine) send(req *http.Request, timeout time.Duration, now time.Time) (*http.Response, error) {
+func (e *engine) send(req *http.Request, timeout time.Duration) (*http.Response, error) {
 	if timeout <= 0 {
 		return checked(e.cfg.base.RoundTrip(req))
 	}
@@ -171,7 +170,7 @@ func (e *engine) send(req *http.Request, timeout time.Duration, now time.Time) (
 	// sent is a.req, whose context is a.ctx. a is never reused, since the
 	// response's Request may point at a.req for as long as it is kept.
 	a.req = *req.WithContext(&a.ctx)
-	t := e.armTimer(&a.ctx, timeout, now)
+	t := e.armTimer(&a.ctx, timeout)
 	resp, err := checked(e.cfg.base.RoundTrip(&a.req))
 	if fired := !e.disarm(t); fired || err != nil {
 		if resp != nil {
@@ -411,8 +410,8 @@ func (h *attemptTimer) fire() {
 }
 
 // armTimer starts a timer that ends c after d.
-func (e *engine) armTimer(c *attemptCtx, d time.Duration, now time.Time) *attemptTimer {
-	real := !syntheticClock(now)
+func (e *engine) armTimer(c *attemptCtx, d time.Duration) *attemptTimer {
+	real := !syntheticClock(time.Now())
 	if real {
 		if h, _ := e.timers.Get().(*attemptTimer); h != nil {
 			h.cur.Store(c)

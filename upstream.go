@@ -203,7 +203,7 @@ type upstream struct {
 	n     uint8        // len(key), or 0 when longer than shortKey
 	calls atomic.Int32 // calls and attempts using the entry: it is not evicted meanwhile
 	short [shortKey]byte
-	used  atomic.Int64 // unix nanoseconds of the last use, coarse
+	used  atomic.Int64 // engine time (see engine.clock) of the last use, coarse
 
 	circuit atomic.Pointer[circuit]
 	ready   atomic.Bool             // first is set

@@ -143,12 +143,12 @@ func TestEvictionKeepsWhatIsInUse(t *testing.T) {
 	now := time.Now().UnixNano()
 	p := &policy.Policy{Name: "p", Attempts: 3, BudgetRatio: 0.2, BudgetMinRetriesPerSec: 10, BudgetWindow: 10 * time.Second}
 	hot := tb.get([]byte("hot:80"), now)
-	hot.lane(p).budget.first(time.Unix(0, now))
+	hot.lane(p).budget.first(now)
 	for i := range 10000 {
 		now += int64(time.Millisecond)
-		tb.get([]byte("hot:80"), now).lane(p).budget.first(time.Unix(0, now))
+		tb.get([]byte("hot:80"), now).lane(p).budget.first(now)
 		u := tb.get(fmt.Appendf(nil, "cold%d:80", i), now)
-		u.lane(p).budget.first(time.Unix(0, now))
+		u.lane(p).budget.first(now)
 	}
 	if got := tb.get([]byte("hot:80"), now); got != hot {
 		t.Error("the upstream in use was evicted")
