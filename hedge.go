@@ -237,7 +237,7 @@ func (c *call) abandon(inflight []*flight, results <-chan landed) {
 	for _, f := range inflight {
 		f.abandon()
 	}
-	c.up.pin()
+	c.up.pin() // pinned by the call already: cannot fail
 	go func(n int) {
 		defer c.up.unpin()
 		for range n {
@@ -304,7 +304,7 @@ func (c *call) launch(results chan<- landed, hedge bool) (*flight, outcome, erro
 	if c.rp != nil {
 		c.rp.hold()
 	}
-	c.up.pin() // the attempt's circuit outcome may land after the call has ended
+	c.up.pin() // the attempt's circuit outcome may land after the call has ended (pinned by the call already: cannot fail)
 	go func() {
 		var out outcome
 		defer c.up.unpin()

@@ -93,6 +93,8 @@ type observer struct {
 	delays, duration                      metric.Float64Histogram
 
 	attrs cowMap[attrKey, attrOpts] // cached so that recording does not allocate
+
+	epoch time.Time // of the engine's clock: times come as engine times
 }
 
 type attrOpts struct {
@@ -102,8 +104,10 @@ type attrOpts struct {
 
 type attrKey struct{ policy, method, class string }
 
-func newObserver(c *config) *observer {
-	o := &observer{operation: c.operation, onRetry: c.onRetry, onFail: c.onFail, logger: c.logger, prop: c.prop}
+// newObserver makes the instruments of an engine whose clock starts at
+// epoch (see engine.clock).
+func newObserver(c *config, epoch time.Time) *observer {
+	o := &observer{operation: c.operation, onRetry: c.onRetry, onFail: c.onFail, logger: c.logger, prop: c.prop, epoch: epoch}
 	tp := c.tp
 	o.alwaysTrace = tp != nil
 	if tp == nil {
@@ -154,18 +158,21 @@ func (o *observer) opts(pol *policy.Policy, method, class string) attrOpts {
 // attemptSpan is one attempt's span, or the zero value when untraced.
 type attemptSpan struct {
 	span  trace.Span
-	start time.Time
+	start int64 // engine time (see engine.clock)
 }
+
+// wall returns the wall-clock time of an engine time.
+func (o *observer) wall(t int64) time.Time { return o.epoch.Add(time.Duration(t)) }
 
 // startCall opens the span of a logical request when its attempts are
 // traced and the caller's context has no span to put them under, so that
 // the attempts of one request share one trace. The span is named by the
 // method, of kind INTERNAL; it is nil when none was opened.
-func (o *observer) startCall(ctx context.Context, req *http.Request, now time.Time) (context.Context, trace.Span) {
+func (o *observer) startCall(ctx context.Context, req *http.Request, now int64) (context.Context, trace.Span) {
 	if !o.alwaysTrace || trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
-	return o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(now),
+	return o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(o.wall(now)),
 		trace.WithAttributes(attribute.String("url.full", RedactURL(req.URL))))
 }
 
@@ -206,7 +213,7 @@ func (b *spanBody) Close() error {
 // startAttempt opens an attempt's span and returns the request to send,
 // carrying the span's context and headers. Untraced requests come back
 // unchanged.
-func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, hedge bool, now time.Time) (*http.Request, attemptSpan) {
+func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, hedge bool, now int64) (*http.Request, attemptSpan) {
 	a := attemptSpan{start: now}
 	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
 		return req, a
@@ -232,7 +239,7 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 	if hedge {
 		attrs = append(attrs, attribute.Bool("rtx.hedge", true))
 	}
-	ctx, a.span = o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(now))
+	ctx, a.span = o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(o.wall(now)))
 	r2 := req.WithContext(ctx)
 	r2.Header = req.Header.Clone()
 	if r2.Header == nil {
@@ -247,7 +254,7 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out *outcome) {
 	a := out.span
 	if ctx := req.Context(); o.duration.Enabled(ctx) { // no clock read or look-up when no SDK listens
-		o.duration.Record(ctx, time.Since(a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
+		o.duration.Record(ctx, time.Duration(int64(time.Since(o.epoch))-a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
 	}
 	if a.span == nil {
 		return

@@ -3,6 +3,7 @@ package rtx
 import (
 	"cmp"
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,13 +22,16 @@ const maxUpstreams = 1 << 17
 // touches one shard only.
 const tableShards = 64
 
-// table is a bounded map from upstream key to its state. Lookups take a
-// shard's read lock; inserts past the bound evict within the shard.
+// table is a bounded map from upstream key to its state. Lookups take no
+// lock: a shard is an open-addressed array of (hash, entry) slots that
+// writers, serialized by the shard's lock, change one atomic word at a
+// time and replace whole when it grows. Inserts past the bound evict
+// within the shard.
 //
 // A lookup touches few cache lines, so that its cost stays flat with
-// hundreds of thousands of upstreams: maps are keyed by the key's hash, and
-// the entry, which holds its key's bytes and its first lane inline, says
-// whether the key is its own.
+// hundreds of thousands of upstreams: one slot, then the entry, which
+// holds its key's bytes and its first lane inline and says whether the key
+// is its own.
 //
 // The zero value is not usable: see newTable.
 type table struct {
@@ -37,125 +41,194 @@ type table struct {
 }
 
 type shard struct {
-	mu       sync.RWMutex
-	m        map[uint64]*upstream
-	collided map[string]*upstream // keys whose hash an entry of m already has
+	slots atomic.Pointer[[]slot] // nil until the first insert; len a power of 2
+	mu    sync.Mutex             // serializes writers
+	n     int                    // entries; under mu
+	used  int                    // entries and tombstones; under mu
 }
 
+// slot is one place of a shard's array. A writer stores the entry, then
+// the hash; a reader loads the hash, then the entry, and checks the entry's
+// key: a slot changed between the two loads is a miss, or a stale entry
+// that pinning refuses.
+type slot struct {
+	hash atomic.Uint64 // slotEmpty, slotDeleted, or the entry's key hash (see table.hash)
+	u    atomic.Pointer[upstream]
+}
+
+const (
+	slotEmpty   = 0
+	slotDeleted = 1
+)
+
 func newTable(limit int) *table {
-	// A shard's map is made at its first insert: a one-shot rtx.Do uses
-	// one shard, and a nil map reads as empty.
+	// A shard's array is made at its first insert: a one-shot rtx.Do uses
+	// one shard.
 	return &table{seed: maphash.MakeSeed(), max: max(limit/tableShards, 1)}
 }
+
+// hash returns key's hash, never slotEmpty nor slotDeleted. Its low bits
+// pick the shard, the others the slot.
+func (t *table) hash(key []byte) uint64 { return max(maphash.Bytes(t.seed, key), slotDeleted+1) }
 
 // get returns the state of the upstream named by key, creating it if
 // needed. key may be a view of a scratch buffer: it is copied before it is
 // stored.
 func (t *table) get(key []byte, now int64) *upstream { return t.lookup(key, now, false) }
 
-// acquire is get for a user of the entry: it comes back pinned (see pin),
-// pinned under the shard's lock, so that no eviction can come between.
+// acquire is get for a user of the entry that must not see it evicted: it
+// comes back pinned (see pin).
 func (t *table) acquire(key []byte, now int64) *upstream { return t.lookup(key, now, true) }
 
 func (t *table) lookup(key []byte, now int64, pin bool) *upstream {
-	h := maphash.Bytes(t.seed, key)
+	h := t.hash(key)
 	s := &t.shards[h%tableShards]
-	s.mu.RLock()
-	u := s.m[h]
-	if u != nil && !u.is(key) {
-		u = s.collided[string(key)] // no allocation: the compiler looks up without converting
-	}
-	if u != nil && pin {
-		u.pin()
-	}
-	s.mu.RUnlock()
-	if u == nil {
+	u := s.find(h, key)
+	if u == nil || pin && !u.pin() {
 		u = t.insert(s, h, key, now, pin)
 	}
 	u.touch(now)
 	return u
 }
 
+// find returns the live entry of key, or nil. It takes no lock.
+func (s *shard) find(h uint64, key []byte) *upstream {
+	p := s.slots.Load()
+	if p == nil {
+		return nil
+	}
+	slots := *p
+	mask := uint64(len(slots) - 1)
+	// An array always has empty slots (see insert): the probe ends.
+	for i := (h / tableShards) & mask; ; i = (i + 1) & mask {
+		switch sh := slots[i].hash.Load(); sh {
+		case slotEmpty:
+			return nil
+		case h:
+			if u := slots[i].u.Load(); u != nil && u.is(key) && u.calls.Load() >= 0 {
+				return u
+			}
+		}
+	}
+}
+
 func (t *table) insert(s *shard, h uint64, key []byte, now int64, pin bool) *upstream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := s.m[h]
-	if u != nil && !u.is(key) {
-		u = s.collided[string(key)]
-	}
-	if u != nil {
-		if pin {
-			u.pin()
-		}
+	if u := s.find(h, key); u != nil && (!pin || u.pin()) { // a live entry is pinned: eviction needs the lock
 		return u
 	}
-	if s.len() >= t.max {
+	if s.n >= t.max {
 		s.evict(now, t.max)
 	}
-	u = newUpstream(string(key), h, now)
+	u := newUpstream(string(key), h, now)
 	if pin {
 		u.pin()
 	}
-	if s.m == nil {
-		s.m = map[uint64]*upstream{}
-	}
-	if other := s.m[h]; other == nil {
-		s.m[h] = u
-	} else {
-		if s.collided == nil {
-			s.collided = map[string]*upstream{}
-		}
-		s.collided[u.key] = u
-	}
+	s.put(u)
 	return u
 }
 
-func (s *shard) len() int { return len(s.m) + len(s.collided) }
-
-// remove deletes u from the shard. Must be called with s.mu held.
-func (s *shard) remove(u *upstream) {
-	if s.m[u.hash] != u {
-		delete(s.collided, u.key)
-		return
+// put adds u, growing the array (or rebuilding it without tombstones) to
+// keep at least half of it empty. Must be called with s.mu held.
+func (s *shard) put(u *upstream) {
+	p := s.slots.Load()
+	if p == nil || 2*(s.used+1) > len(*p) {
+		size := 8
+		for size < 3*(s.n+1) {
+			size *= 2
+		}
+		grown := make([]slot, size)
+		if p != nil {
+			for i := range *p {
+				if v := (*p)[i].u.Load(); v != nil {
+					place(grown, v)
+				}
+			}
+		}
+		s.used = s.n
+		p = &grown
+		place(grown, u)
+		s.slots.Store(p) // readers of the old array see what it held
+	} else {
+		place(*p, u)
 	}
-	delete(s.m, u.hash)
-	for k, o := range s.collided { // a key under the same hash takes the place
-		if o.hash == u.hash {
-			delete(s.collided, k)
-			s.m[u.hash] = o
+	s.n++
+	s.used++
+}
+
+// place stores u in the first free slot of its probe. A slot stays
+// deleted until the array is rebuilt, so that a reusing insert needs no
+// care for probes in flight.
+func place(slots []slot, u *upstream) {
+	mask := uint64(len(slots) - 1)
+	for i := (u.hash / tableShards) & mask; ; i = (i + 1) & mask {
+		if slots[i].hash.Load() == slotEmpty {
+			slots[i].u.Store(u)
+			slots[i].hash.Store(u.hash)
 			return
 		}
 	}
 }
 
+// remove deletes u, which eviction claimed, from the shard. Must be called
+// with s.mu held.
+func (s *shard) remove(u *upstream) {
+	slots := *s.slots.Load()
+	mask := uint64(len(slots) - 1)
+	for i := (u.hash / tableShards) & mask; ; i = (i + 1) & mask {
+		if slots[i].u.Load() == u {
+			slots[i].hash.Store(slotDeleted)
+			slots[i].u.Store(nil)
+			s.n--
+			return
+		}
+	}
+}
+
+// entries returns the shard's entries. Must be called with s.mu held.
+func (s *shard) entries(buf []*upstream) []*upstream {
+	if p := s.slots.Load(); p != nil {
+		for i := range *p {
+			if u := (*p)[i].u.Load(); u != nil {
+				buf = append(buf, u)
+			}
+		}
+	}
+	return buf
+}
+
 // evict makes room in a full shard: first every entry that holds nothing a
 // fresh one would not, then, if that freed less than an eighth, the least
-// recently used eighth. Evicting a batch keeps the amortized cost of an
-// insert constant. Must be called with s.mu held.
+// recently used eighth. Pinned entries are never evicted, and an evicted
+// entry can no longer be pinned (see claim). Evicting a batch keeps the
+// amortized cost of an insert constant. Must be called with s.mu held.
 func (s *shard) evict(now int64, limit int) {
-	all := make([]*upstream, 0, s.len())
-	for _, u := range s.m {
-		all = append(all, u)
-	}
-	for _, u := range s.collided {
-		all = append(all, u)
-	}
+	all := s.entries(make([]*upstream, 0, s.n))
 	kept := all[:0]
 	for _, u := range all {
 		switch {
+		case u.calls.Load() != 0: // in use: never evicted
 		case u.idle(now):
-			s.remove(u)
-		case u.calls.Load() == 0: // in use: never evicted
+			if u.claim() {
+				s.remove(u)
+			}
+		default:
 			kept = append(kept, u)
 		}
 	}
 	target := limit - limit/8
-	if s.len() <= target {
+	if s.n <= target {
 		return
 	}
 	slices.SortFunc(kept, func(a, b *upstream) int { return cmp.Compare(a.used.Load(), b.used.Load()) })
-	for _, u := range kept[:min(s.len()-target, len(kept))] {
-		s.remove(u)
+	for _, u := range kept {
+		if s.n <= target {
+			return
+		}
+		if u.claim() {
+			s.remove(u)
+		}
 	}
 }
 
@@ -164,9 +237,9 @@ func (t *table) len() int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
-		s.mu.RLock()
-		n += s.len()
-		s.mu.RUnlock()
+		s.mu.Lock()
+		n += s.n
+		s.mu.Unlock()
 	}
 	return n
 }
@@ -176,15 +249,9 @@ func (t *table) each(fn func(*upstream)) {
 	var batch []*upstream
 	for i := range t.shards {
 		s := &t.shards[i]
-		s.mu.RLock()
-		batch = batch[:0]
-		for _, u := range s.m {
-			batch = append(batch, u)
-		}
-		for _, u := range s.collided {
-			batch = append(batch, u)
-		}
-		s.mu.RUnlock()
+		s.mu.Lock()
+		batch = s.entries(batch[:0])
+		s.mu.Unlock()
 		for _, u := range batch {
 			fn(u)
 		}
@@ -201,7 +268,7 @@ const shortKey = 48
 type upstream struct {
 	// The first cache line: what every request reads or writes.
 	n     uint8        // len(key), or 0 when longer than shortKey
-	calls atomic.Int32 // calls and attempts using the entry: it is not evicted meanwhile
+	calls atomic.Int32 // calls and attempts pinning the entry (see pin); evicted once negative
 	short [shortKey]byte
 	used  atomic.Int64 // engine time (see engine.clock) of the last use, coarse
 
@@ -214,10 +281,20 @@ type upstream struct {
 	key     string
 }
 
-// pin keeps the entry from eviction until unpin: a call still using it
-// must not see its state split from a new entry's for the same key.
-func (u *upstream) pin()   { u.calls.Add(1) }
-func (u *upstream) unpin() { u.calls.Add(-1) }
+// pin keeps the entry from eviction until unpin, and reports whether it
+// could: an evicted entry cannot be pinned. A call whose circuit is the
+// entry's must not see its state split from a new entry's for the same
+// key. Pinning an entry already pinned always succeeds.
+func (u *upstream) pin() bool { return u.calls.Add(1) > 0 }
+func (u *upstream) unpin()    { u.calls.Add(-1) }
+
+// evicted is the pin count of an evicted entry: no number of failed pins
+// brings it back to zero.
+const evicted = math.MinInt32 / 2
+
+// claim marks an unpinned entry evicted, and reports whether it was
+// unpinned.
+func (u *upstream) claim() bool { return u.calls.CompareAndSwap(0, evicted) }
 
 func newUpstream(key string, hash uint64, now int64) *upstream {
 	u := &upstream{key: key, hash: hash}
@@ -306,7 +383,7 @@ func (u *upstream) lanes(fn func(*lane)) {
 // no circuit, or a closed one with no failure counted, or an open one past
 // its reset timeout; budgets whose windows hold nothing; no recent latency.
 func (u *upstream) idle(now int64) bool {
-	if u.calls.Load() > 0 {
+	if u.calls.Load() != 0 {
 		return false
 	}
 	if c := u.circuit.Load(); c != nil && !c.idle(now) {
