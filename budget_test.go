@@ -140,8 +140,8 @@ func TestBudgetStopIsVisible(t *testing.T) {
 
 func TestBudgetWindowSlides(t *testing.T) {
 	p := &policy.Policy{Name: "p", Attempts: 3, BudgetRatio: 0, BudgetMinRetriesPerSec: 1, BudgetWindow: 2 * time.Second}
-	u := &upstream{key: "h:1"}
-	b := &u.lane(p).budget
+	u := newUpstream("h:1", 2, 0)
+	b := u.lane(p).budget
 	now := int64(1000 * time.Second)
 	if !b.withdraw(p, now) || !b.withdraw(p, now) || b.withdraw(p, now) {
 		t.Fatal("floor of 1/s over 2 s must allow exactly 2 retries")
@@ -154,7 +154,7 @@ func TestBudgetWindowSlides(t *testing.T) {
 	}
 	p2 := *p
 	p2.BudgetWindow = 4 * time.Second
-	if &u.lane(&p2).budget == b {
+	if u.lane(&p2).budget == b {
 		t.Error("a new window needs a new budget")
 	}
 }

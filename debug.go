@@ -459,7 +459,7 @@ func (l *giveUpLog) last() ([]DebugGiveUp, uint64, []DebugGiveUps) {
 // now, and how many more retries p allows: withdraw's arithmetic, read
 // only.
 func (b *budget) tally(p *policy.Policy, now int64) (firsts, retries, left int64) {
-	firsts, retries = b.counts(now / int64(b.slice))
+	firsts, retries = b.counts(now)
 	if p == nil {
 		return firsts, retries, 0
 	}
@@ -641,9 +641,9 @@ func debugLane(ln *lane, snap *policy.Snapshot, now int64) DebugPolicyState {
 	if err != nil {
 		p = nil // the policy went with an update: its counts stay, its limits are gone
 	}
-	if ln.budget.window > 0 && (p == nil || budgetEnabled(p)) {
+	if ln.window > 0 && (p == nil || budgetEnabled(p)) {
 		firsts, retries, left := ln.budget.tally(p, now)
-		d.Budget = &DebugBudget{Window: ln.budget.window.Seconds(), FirstAttempts: firsts, Retries: retries, RetriesLeft: left}
+		d.Budget = &DebugBudget{Window: ln.window.Seconds(), FirstAttempts: firsts, Retries: retries, RetriesLeft: left}
 	}
 	if p == nil || !p.Hedges() {
 		return d

@@ -116,8 +116,8 @@ type call struct {
 	snap   *policy.Snapshot
 	pol    *policy.Policy
 	up     *upstream // the upstream's state
-	lane   *lane     // its state under the policy, when it has a budget or hedges
-	budget *budget   // the lane's budget; nil when off
+	lane   *lane     // its state under the policy, when it hedges
+	budget *budget   // its budget under the policy; nil when off
 	now    int64     // when the call began (engine time: see engine.clock); also the first attempt's start
 
 	// An HTTP call: the caller's request, what the first attempt sends
@@ -166,12 +166,12 @@ func (c *call) begin(upstream []byte) {
 	} else {
 		c.up = c.e.ups.get(upstream, c.now)
 	}
-	if on := budgetEnabled(c.pol); on || c.pol.Hedges() {
+	if c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
-		if on {
-			c.budget = &c.lane.budget
-			c.budget.first(c.now)
-		}
+	}
+	if budgetEnabled(c.pol) {
+		c.budget = c.up.budgetFor(c.pol)
+		c.budget.first(c.now)
 	}
 }
 
@@ -191,23 +191,22 @@ func (c *call) run() (*http.Response, error) {
 		h := *c
 		return h.runHedged()
 	}
-	var out outcome
+	var last outcome // the last failed attempt's, once there is one
 	for {
-		var next outcome
-		err := c.attempt(&next)
-		if err != nil { // the body of the next attempt could not be made
-			return c.giveUp(out, ReasonBody, err)
+		var out outcome
+		if err := c.attempt(&out); err != nil { // the body of the next attempt could not be made
+			return c.giveUp(last, ReasonBody, err)
 		}
-		if next.refused != nil {
-			return c.refused(out, next.refused)
+		if out.refused != nil {
+			return c.refused(last, out.refused)
 		}
-		out = next
-		if c.final(out) {
+		if c.final(&out) {
 			out.span.end()
 			return out.resp, out.err
 		}
 		var resp *http.Response
-		if out, resp, err = c.retry(out); out.attempt == 0 {
+		var err error
+		if last, resp, err = c.retry(out); last.attempt == 0 {
 			return resp, err
 		}
 	}
@@ -216,7 +215,7 @@ func (c *call) run() (*http.Response, error) {
 // final reports whether an attempt's outcome ends the call as it is: the
 // caller's cancellation is never retried; neither is an answer of no
 // listed class.
-func (c *call) final(out outcome) bool {
+func (c *call) final(out *outcome) bool {
 	return c.ctx.Err() != nil || !c.pol.Retries(out.class)
 }
 

@@ -157,7 +157,7 @@ func (c *call) runHedged() (*http.Response, error) {
 					break
 				}
 				l.f.verdict <- c.counts(&l.out)
-				if c.final(l.out) {
+				if c.final(&l.out) {
 					c.abandon(inflight, results)
 					inflight = nil
 					if out.attempt != 0 {

@@ -259,27 +259,39 @@ func (t *table) each(fn func(*upstream)) {
 }
 
 // shortKey is how many bytes of its key an entry holds inline.
-const shortKey = 48
+const shortKey = 40
 
 // upstream is the state kept for one upstream (a host:port, or a Retrier's
-// operation name): its circuit and, per policy, its budget. What a
-// first-try request reads sits together: the key's bytes, the last use,
-// the circuit pointer and the first policy's lane.
+// operation name): its circuit and, per policy, its budget.
+//
+// What a first try reads (the key, the last use, the circuit, the first
+// policy's budget) fills the first 128 bytes, and the entry is 256 bytes:
+// a size class whose objects are 256-byte aligned, so that those two cache
+// lines are a pair that the hardware fetches together. With hundreds of
+// thousands of upstreams out of cache, a first try then costs the table's
+// slot and one fetch of the entry.
 type upstream struct {
-	// The first cache line: what every request reads or writes.
-	n     uint8        // len(key), or 0 when longer than shortKey
-	calls atomic.Int32 // calls and attempts pinning the entry (see pin); evicted once negative
-	short [shortKey]byte
-	used  atomic.Int64 // engine time (see engine.clock) of the last use, coarse
-
+	calls   atomic.Int32                  // calls and attempts pinning the entry (see pin); evicted once negative
+	n       uint8                         // len(key), or 0 when longer than shortKey
+	used    atomic.Int64                  // engine time (see engine.clock) of the last use, coarse
+	pol     atomic.Pointer[policy.Policy] // the policy last found to be the first lane's
 	circuit atomic.Pointer[circuit]
-	ready   atomic.Bool             // first is set
-	first   lane                    // the first policy's lane, inline
-	more    atomic.Pointer[[]*lane] // other policies' (and replaced) lanes: copy-on-write
-	mu      sync.Mutex              // serializes writers of circuit, first and more
-	hash    uint64
-	key     string
+	short   [shortKey]byte
+	budget  budget // the first lane's
+
+	// The rest: read when a policy or its window changed, and by writers.
+	ready atomic.Bool             // first is set
+	first lane                    // the first policy's lane
+	more  atomic.Pointer[[]*lane] // other policies' (and replaced) lanes: copy-on-write
+	mu    sync.Mutex              // serializes writers of circuit, first and more
+	hash  uint64
+	key   string
+	_     [upstreamPad]byte
 }
+
+// upstreamPad brings an upstream to 256 bytes (see upstream): a test
+// checks the size.
+const upstreamPad = 48
 
 // pin keeps the entry from eviction until unpin, and reports whether it
 // could: an evicted entry cannot be pinned. A call whose circuit is the
@@ -298,6 +310,7 @@ func (u *upstream) claim() bool { return u.calls.CompareAndSwap(0, evicted) }
 
 func newUpstream(key string, hash uint64, now int64) *upstream {
 	u := &upstream{key: key, hash: hash}
+	u.first.budget = &u.budget
 	if len(key) <= shortKey {
 		u.n = uint8(len(key))
 		copy(u.short[:], key)
@@ -324,47 +337,61 @@ func (u *upstream) touch(now int64) {
 	}
 }
 
+// budgetFor returns the upstream's budget under p: the first lane's, from
+// the entry's first lines, when p is the policy last found to be its.
+func (u *upstream) budgetFor(p *policy.Policy) *budget {
+	if u.pol.Load() == p {
+		return &u.budget
+	}
+	return u.lane(p).budget
+}
+
 // lane returns the upstream's state under a policy, made anew when the
 // policy's budget window changed.
 func (u *upstream) lane(p *policy.Policy) *lane {
-	if u.ready.Load() && u.first.policy == p.Name && u.first.budget.window == p.BudgetWindow {
-		return &u.first
-	}
-	if ls := u.more.Load(); ls != nil {
-		for _, l := range *ls {
-			if l.policy == p.Name && l.budget.window == p.BudgetWindow {
-				return l
-			}
-		}
+	if l := u.find(p); l != nil {
+		return l
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.ready.Load() {
-		u.first.policy = p.Name
-		u.first.budget.init(p.BudgetWindow)
-		u.ready.Store(true)
-		return &u.first
+	if l := u.find(p); l != nil {
+		return l
 	}
-	if u.first.policy == p.Name && u.first.budget.window == p.BudgetWindow {
+	if !u.ready.Load() {
+		u.first.policy, u.first.window = p.Name, p.BudgetWindow
+		u.budget.init(p.BudgetWindow)
+		u.ready.Store(true)
+		u.pol.Store(p)
 		return &u.first
 	}
 	var next []*lane
 	if ls := u.more.Load(); ls != nil {
 		for _, l := range *ls {
-			if l.policy == p.Name {
-				if l.budget.window == p.BudgetWindow {
-					return l
-				}
-				continue // the window changed: start afresh
-			}
-			next = append(next, l)
+			if l.policy != p.Name {
+				next = append(next, l)
+			} // else the window changed: start afresh
 		}
 	}
-	l := &lane{policy: p.Name}
-	l.budget.init(p.BudgetWindow)
+	l := newLane(p)
 	next = append(next, l)
 	u.more.Store(&next)
 	return l
+}
+
+// find returns the lane of p, if there is one.
+func (u *upstream) find(p *policy.Policy) *lane {
+	if u.ready.Load() && u.first.is(p) {
+		u.pol.Store(p) // the snapshot changed, not the lane
+		return &u.first
+	}
+	if ls := u.more.Load(); ls != nil {
+		for _, l := range *ls {
+			if l.is(p) {
+				return l
+			}
+		}
+	}
+	return nil
 }
 
 // lanes calls fn for each lane in use.
@@ -391,7 +418,7 @@ func (u *upstream) idle(now int64) bool {
 	}
 	idle := true
 	u.lanes(func(l *lane) {
-		if !l.budget.empty(now) {
+		if l.window > 0 && !l.budget.empty(now) {
 			idle = false
 		} else if s := l.latency.Load(); s != nil && !s.idle(now) {
 			idle = false
@@ -403,9 +430,24 @@ func (u *upstream) idle(now int64) bool {
 // lane is an upstream's state under one policy.
 type lane struct {
 	policy  string
-	budget  budget
+	window  time.Duration           // the policy's budget window when the lane was made
+	budget  *budget                 // the first lane's is its upstream's; the others' own
 	latency atomic.Pointer[latency] // made at the first hedged attempt under a quantile
 }
+
+// newLane makes a lane for p that is not an upstream's first.
+func newLane(p *policy.Policy) *lane {
+	l := &struct {
+		lane
+		b budget
+	}{lane: lane{policy: p.Name, window: p.BudgetWindow}}
+	l.b.init(p.BudgetWindow)
+	l.budget = &l.b
+	return &l.lane
+}
+
+// is reports whether the lane is p's.
+func (l *lane) is(p *policy.Policy) bool { return l.policy == p.Name && l.window == p.BudgetWindow }
 
 // sketch returns the lane's latency sketch for quantile q, made anew when
 // q changed.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -201,4 +202,38 @@ func TestCircuitGaugeReportsEveryTransport(t *testing.T) {
 		runtime.Gosched()
 	}
 	runtime.KeepAlive(keep)
+}
+
+// An entry is 256 bytes, so that its first 128 (what a first try reads)
+// are a cache-line pair; see upstream.
+func TestUpstreamLayout(t *testing.T) {
+	var u upstream
+	if size := unsafe.Sizeof(u); size != 256 {
+		t.Errorf("an upstream is %d bytes, want 256: adjust upstreamPad", size)
+	}
+	if end := unsafe.Offsetof(u.budget) + unsafe.Sizeof(u.budget); end > 128 {
+		t.Errorf("what a first try reads ends at byte %d, past 128", end)
+	}
+}
+
+// A budget's buckets count within their slice and saturate instead of
+// spilling into each other.
+func TestBudgetBucketsSaturate(t *testing.T) {
+	var b budget
+	b.init(10 * time.Second)
+	now := int64(time.Hour)
+	b.add(now, countMax+5, countMax+5)
+	if f, r := b.counts(now); f != countMax || r != countMax {
+		t.Fatalf("counts = %d, %d; want both %d", f, r, countMax)
+	}
+	b.add(now, 0, -(countMax + 9))
+	if f, r := b.counts(now); f != countMax || r != 0 {
+		t.Fatalf("after a refund below zero: %d, %d", f, r)
+	}
+	if f, r := b.counts(now + int64(10*time.Second)); f != 0 || r != 0 {
+		t.Fatalf("a window later: %d, %d", f, r)
+	}
+	if f, _ := b.counts(now + int64(8*time.Second)); f != countMax {
+		t.Fatalf("8 s later the slice is still in the window: %d", f)
+	}
 }

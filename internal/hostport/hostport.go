@@ -32,9 +32,11 @@ func Append(b []byte, u *url.URL) []byte {
 	}
 	n := len(b)
 	b = append(b, name...)
-	for i, c := range b[n:] {
-		if 'A' <= c && c <= 'Z' {
-			b[n+i] = c + 'a' - 'A'
+	if hasUpper(name) {
+		for i, c := range b[n:] {
+			if 'A' <= c && c <= 'Z' {
+				b[n+i] = c + 'a' - 'A'
+			}
 		}
 	}
 	if ipv6 {
@@ -42,4 +44,27 @@ func Append(b []byte, u *url.URL) []byte {
 	}
 	b = append(b, ':')
 	return append(b, port...)
+}
+
+// hasUpper reports whether s holds an ASCII upper-case letter, eight bytes
+// at a time: hosts are nearly always lower-case already.
+func hasUpper(s string) bool {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	for len(s) >= 8 {
+		x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		y := x &^ high // no carry between bytes below
+		// A byte's high bit: set in y+(0x80-'A') when it is >= 'A', in
+		// y+(0x80-'Z'-1) when it is > 'Z'; x's when it is not ASCII.
+		if (y+ones*(0x80-'A'))&^(y+ones*(0x80-'Z'-1))&^x&high != 0 {
+			return true
+		}
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }

@@ -58,3 +58,16 @@ func ascii(s string) bool {
 	}
 	return true
 }
+
+func TestHasUpper(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		for pos := range 11 {
+			s := []byte("abcdefghijk")
+			s[pos] = byte(b)
+			want := 'A' <= b && b <= 'Z'
+			if got := hasUpper(string(s)); got != want {
+				t.Fatalf("hasUpper(%q) = %v", s, got)
+			}
+		}
+	}
+}
