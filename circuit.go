@@ -22,9 +22,11 @@ type circuit struct {
 	state    atomic.Int32  // the last state gobreaker reported
 	changed  atomic.Int64  // engine time (see engine.clock) of the last change, or of creation before one
 	failures atomic.Uint32 // consecutive failures reported, as gobreaker counts them, read without its lock
+	gen      atomic.Uint32 // state changes so far: gobreaker starts a generation at each
 
 	mu      sync.Mutex
 	pending []breaker.StateChange // recorded under gobreaker's lock, reported after it
+	queued  atomic.Bool           // pending is not empty
 	deliver sync.Mutex            // held by the one goroutine reporting changes
 }
 
@@ -48,9 +50,11 @@ func newCircuit(name string, setting policy.Circuit, epoch time.Time) *circuit {
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			c.state.Store(int32(to))
 			c.failures.Store(0) // a new generation counts from zero
+			c.gen.Add(1)
 			c.changed.Store(int64(time.Since(epoch)))
 			c.mu.Lock()
 			c.pending = append(c.pending, breaker.StateChange{Circuit: name, From: from, To: to})
+			c.queued.Store(true)
 			c.mu.Unlock()
 		},
 	})
@@ -61,7 +65,7 @@ func newCircuit(name string, setting policy.Circuit, epoch time.Time) *circuit {
 // setting changed (a circuit whose setting did not change keeps its state).
 // A call on a snapshot that is no longer in force (stale) never replaces a
 // circuit: during an update, old and new calls would reset it in turn.
-func (u *upstream) circuitFor(name string, setting policy.Circuit, stale bool, epoch time.Time) *circuit {
+func (u *upstream) circuitFor(setting policy.Circuit, stale bool, epoch time.Time) *circuit {
 	if c := u.circuit.Load(); c != nil && (c.setting == setting || stale) {
 		return c
 	}
@@ -70,7 +74,7 @@ func (u *upstream) circuitFor(name string, setting policy.Circuit, stale bool, e
 	if c := u.circuit.Load(); c != nil && (c.setting == setting || stale) {
 		return c
 	}
-	c := newCircuit(name, setting, epoch)
+	c := newCircuit(u.key, setting, epoch)
 	u.circuit.Store(c)
 	return c
 }
@@ -101,6 +105,41 @@ func (c *circuit) counted(outcome error) {
 	}
 }
 
+// clean reports whether the circuit is closed with no failure counted, and
+// its generation: an attempt then goes through whatever it comes to, and
+// gobreaker needs to hear of it only if it fails, or if it succeeds after
+// another's failure (see report).
+func (c *circuit) clean() (gen uint32, ok bool) {
+	gen = c.gen.Load()
+	return gen, c.state.Load() == int32(gobreaker.StateClosed) && c.failures.Load() == 0
+}
+
+// report hands gobreaker the outcome of an attempt made without it, while
+// the circuit was clean in generation gen (see clean): a failure, or a
+// success once failures were counted meanwhile (it resets the count). As
+// gobreaker does, an outcome of an older generation is dropped. A success
+// of a circuit still clean changes nothing in gobreaker but counters rtx
+// never reads.
+func (c *circuit) report(gen uint32, outcome error, onChange func(breaker.StateChange)) {
+	switch {
+	case outcome == errFailure, outcome == nil && c.failures.Load() > 0:
+	default:
+		return
+	}
+	if c.gen.Load() != gen {
+		return
+	}
+	ran := false
+	c.cb.Execute(func() (struct{}, error) {
+		ran = true
+		return struct{}{}, outcome
+	})
+	if ran {
+		c.counted(outcome)
+	}
+	c.flush(onChange)
+}
+
 // peek returns the circuit's state now, reporting the change that reading
 // it may cause (open turning half-open).
 func (c *circuit) peek(onChange func(breaker.StateChange)) gobreaker.State {
@@ -115,15 +154,13 @@ func (c *circuit) peek(onChange func(breaker.StateChange)) gobreaker.State {
 // that calls back into the transport does not deadlock.
 func (c *circuit) flush(onChange func(breaker.StateChange)) {
 	for {
-		c.mu.Lock()
-		none := len(c.pending) == 0
-		c.mu.Unlock()
-		if none || !c.deliver.TryLock() {
+		if !c.queued.Load() || !c.deliver.TryLock() {
 			return
 		}
 		c.mu.Lock()
 		pending := c.pending
 		c.pending = nil
+		c.queued.Store(false)
 		c.mu.Unlock()
 		if onChange != nil {
 			for _, ch := range pending {

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/athomic-go/rtx/breaker"
+	"github.com/athomic-go/rtx/policy"
 )
 
 const circuits = `
@@ -295,5 +296,39 @@ func TestCircuitStateMetricAndAborts(t *testing.T) {
 	}
 	if state != int64(gobreaker.StateOpen) || aborts != 2 {
 		t.Errorf("state gauge = %d (want %d), aborts = %d (want 2)", state, gobreaker.StateOpen, aborts)
+	}
+}
+
+// Attempts through a clean circuit bypass gobreaker; what they come to
+// reaches it as gobreaker itself would count it: failures count, a success
+// after a failure resets the count, and an outcome from before a change of
+// state is dropped.
+func TestCleanCircuitReports(t *testing.T) {
+	c := newCircuit("h:1", policy.Circuit{FailMax: 3, ResetTimeout: time.Minute}, time.Now())
+	gen, clean := c.clean()
+	if !clean {
+		t.Fatal("a new circuit is clean")
+	}
+	c.report(gen, errFailure, nil)
+	c.report(gen, errFailure, nil)
+	if _, clean := c.clean(); clean || c.cb.Counts().ConsecutiveFailures != 2 {
+		t.Fatalf("after 2 failures: clean %v, gobreaker counts %d", clean, c.cb.Counts().ConsecutiveFailures)
+	}
+	c.report(gen, nil, nil) // a success that began while clean
+	if _, clean := c.clean(); !clean || c.cb.Counts().ConsecutiveFailures != 0 {
+		t.Fatalf("a success must reset the count: clean %v, gobreaker counts %d", clean, c.cb.Counts().ConsecutiveFailures)
+	}
+	var changes []breaker.StateChange
+	onChange := func(ch breaker.StateChange) { changes = append(changes, ch) }
+	for range 3 {
+		c.report(gen, errFailure, onChange)
+	}
+	if c.cb.State() != gobreaker.StateOpen || len(changes) != 1 || changes[0].To != gobreaker.StateOpen {
+		t.Fatalf("3 failures: state %v, changes %v", c.cb.State(), changes)
+	}
+	c.report(gen, errFailure, onChange) // from the closed generation
+	c.report(gen, nil, onChange)
+	if c.cb.State() != gobreaker.StateOpen || len(changes) != 1 {
+		t.Fatalf("an outcome of the closed generation changed the open circuit: %v, %v", c.cb.State(), changes)
 	}
 }

@@ -306,7 +306,7 @@ func TestDebugBounded(t *testing.T) {
 	for i := range n {
 		key := fmt.Sprintf("host%d.test:80", i)
 		u := e.ups.get([]byte(key), now-int64(n-i)) // the higher i, the more recently used
-		c := u.circuitFor(key, setting, false, e.epoch)
+		c := u.circuitFor(setting, false, e.epoch)
 		switch {
 		case i%25_000 == 7:
 			c.state.Store(int32(gobreaker.StateOpen))

@@ -282,6 +282,14 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, f *fligh
 	if u != c.up {
 		defer u.unpin() // a circuit under a custom key: kept while the attempt uses it
 	}
+	if gen, clean := cir.clean(); clean && f == nil {
+		// A clean circuit lets everything through and changes only if an
+		// attempt fails: gobreaker is asked after the attempt, and only
+		// when its outcome may change the count (see report).
+		c.send(ctx, req, n, nil, out)
+		cir.report(gen, c.counts(out), c.e.cfg.circuits.OnStateChange)
+		return
+	}
 	var panicked any
 	var counts error
 	sent := false
@@ -375,11 +383,15 @@ func (c *call) circuit() (*circuit, *upstream) {
 		return nil, nil
 	}
 	u := c.up
+	name := "" // read only when the settings name circuits: it lies outside the entry's first lines
 	if c.e.named != nil {
 		name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
 		u = c.e.named.acquire([]byte(name), c.now) // the call's start: coarse is enough to order last uses; unpinned by attemptIn, or at once by circuitOpen
 	}
-	return u.circuitFor(u.key, b.Circuit(u.key), c.snap != c.e.factory.Snapshot(), c.e.epoch), u
+	if len(b.Circuits) > 0 {
+		name = u.key
+	}
+	return u.circuitFor(b.Circuit(name), c.snap != c.e.factory.Snapshot(), c.e.epoch), u
 }
 
 // hookOpen asks the circuit breaker hook, if any, whether the circuit is
