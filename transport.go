@@ -76,7 +76,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	c := call{e: t.e, ctx: ctx, snap: snap, pol: pol, req: req, first: req}
+	var c call // set field by field: a composite literal is built in a temporary and copied
+	c.e, c.ctx, c.snap, c.pol, c.req, c.first = t.e, ctx, snap, pol, req, req
 	if pol.Attempts > 1 {
 		if pol.IdempotencyKey && !idempotent(req) {
 			c.first = withIdempotencyKey(req)
