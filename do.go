@@ -53,7 +53,7 @@ func (r *Retrier) Do(ctx context.Context, fn func(context.Context) error) error 
 		return err
 	}
 	c := call{e: r.e, ctx: ctx, snap: snap, pol: pol, fn: fn}
-	c.begin(append(c.key[:0], r.e.cfg.operation...))
+	c.begin()
 	defer c.end()
 	_, err = c.run()
 	return unwrapPermanent(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/athomic-go/rtx/breaker"
+	"github.com/athomic-go/rtx/internal/hostport"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -30,6 +31,10 @@ type engine struct {
 	timers  sync.Pool                // *attemptTimer, for per-attempt timeouts
 	epoch   time.Time                // the origin of the engine's clock: see clock
 	own     atomic.Pointer[resolved] // the engine's policy in the snapshot last seen
+
+	_    [64]byte                 // last is written by calls to other upstreams: apart from what every call reads
+	last atomic.Pointer[upstream] // an upstream found lately: see upstream
+	_    [56]byte
 
 	// anyError: every error the attempts return is at least an Exception
 	// (a Retrier's functions, a custom base transport).
@@ -159,13 +164,10 @@ type outcome struct {
 // outlives the budget's window or its entry becomes the least recently
 // used of a full shard, and its retries then draw on the old budget, as if
 // the entry had gone a moment later.
-func (c *call) begin(upstream []byte) {
+func (c *call) begin() {
 	c.now = c.e.clock()
-	if c.pinned = c.pol.Hedges() || c.e.named == nil && c.snap.Breaker().Enabled; c.pinned {
-		c.up = c.e.ups.acquire(upstream, c.now)
-	} else {
-		c.up = c.e.ups.get(upstream, c.now)
-	}
+	c.pinned = c.pol.Hedges() || c.e.named == nil && c.snap.Breaker().Enabled
+	c.up = c.e.upstream(c.req, &c.key, c.now, c.pinned)
 	if c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
 	}
@@ -173,6 +175,31 @@ func (c *call) begin(upstream []byte) {
 		c.budget = c.up.budgetFor(c.pol)
 		c.budget.first(c.now)
 	}
+}
+
+// upstream returns the state of req's upstream (a Retrier's operation when
+// req is nil), pinned if pin is set (see begin); buf is scratch for its key.
+//
+// A client often sends every request to one upstream (an SDK's client to
+// its API): the engine remembers one entry it found lately, with the URL
+// host and scheme its key was made from, and a request to the same is
+// served without making its key or looking it up. Calls to other
+// upstreams write that memory only now and then (one in eight), so that
+// calls to many upstreams on many cores do not contend for it.
+func (e *engine) upstream(req *http.Request, buf *keyBuf, now int64, pin bool) *upstream {
+	if req == nil {
+		return e.ups.lookup(append(buf[:0], e.cfg.operation...), origin{}, now, pin)
+	}
+	from := origin{host: req.URL.Host, tls: req.URL.Scheme == "https"}
+	if u := e.last.Load(); u != nil && u.host == from.host && u.tls == from.tls && u.hold(pin) {
+		u.touch(now)
+		return u
+	}
+	u := e.ups.lookup(hostport.Append(buf[:0], req.URL), from, now, pin)
+	if u.host == from.host && u.tls == from.tls && mrand.Uint32()%8 == 0 {
+		e.last.Store(u)
+	}
+	return u
 }
 
 // end lets the call's upstream state go: it may be evicted again.

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/athomic-go/rtx/internal/hostport"
 	"github.com/athomic-go/rtx/policy"
 )
 
@@ -93,7 +92,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			c.first.GetBody = c.rp.getBodyFn
 		}
 	}
-	c.begin(upstreamKey(&c.key, req))
+	c.begin()
 	defer c.end()
 	var span trace.Span
 	c.ctx, span = t.e.obs.startCall(ctx, req, c.now)
@@ -103,11 +102,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }
-
-// upstreamKey writes the upstream of req into buf.
-func upstreamKey(buf *keyBuf, req *http.Request) []byte {
-	return hostport.Append(buf[:0], req.URL)
-}
 
 // rewind makes the body of the next attempt ready, or says why it cannot
 // be: a capture that went past its cap, no GetBody, GetBody failing. A

@@ -74,18 +74,26 @@ func (t *table) hash(key []byte) uint64 { return max(maphash.Bytes(t.seed, key),
 // get returns the state of the upstream named by key, creating it if
 // needed. key may be a view of a scratch buffer: it is copied before it is
 // stored.
-func (t *table) get(key []byte, now int64) *upstream { return t.lookup(key, now, false) }
+func (t *table) get(key []byte, now int64) *upstream { return t.lookup(key, origin{}, now, false) }
 
 // acquire is get for a user of the entry that must not see it evicted: it
 // comes back pinned (see pin).
-func (t *table) acquire(key []byte, now int64) *upstream { return t.lookup(key, now, true) }
+func (t *table) acquire(key []byte, now int64) *upstream { return t.lookup(key, origin{}, now, true) }
 
-func (t *table) lookup(key []byte, now int64, pin bool) *upstream {
+// origin is the URL host and scheme an HTTP upstream's key was made from,
+// which a new entry keeps (see engine.upstream).
+type origin struct {
+	host string
+	tls  bool
+}
+
+// lookup is get, or acquire when pin is set; a new entry keeps from.
+func (t *table) lookup(key []byte, from origin, now int64, pin bool) *upstream {
 	h := t.hash(key)
 	s := &t.shards[h%tableShards]
 	u := s.find(h, key)
 	if u == nil || pin && !u.pin() {
-		u = t.insert(s, h, key, now, pin)
+		u = t.insert(s, h, key, from, now, pin)
 	}
 	u.touch(now)
 	return u
@@ -112,7 +120,7 @@ func (s *shard) find(h uint64, key []byte) *upstream {
 	}
 }
 
-func (t *table) insert(s *shard, h uint64, key []byte, now int64, pin bool) *upstream {
+func (t *table) insert(s *shard, h uint64, key []byte, from origin, now int64, pin bool) *upstream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if u := s.find(h, key); u != nil && (!pin || u.pin()) { // a live entry is pinned: eviction needs the lock
@@ -122,6 +130,7 @@ func (t *table) insert(s *shard, h uint64, key []byte, now int64, pin bool) *ups
 		s.evict(now, t.max)
 	}
 	u := newUpstream(string(key), h, now)
+	u.host, u.tls = from.host, from.tls
 	if pin {
 		u.pin()
 	}
@@ -259,7 +268,7 @@ func (t *table) each(fn func(*upstream)) {
 }
 
 // shortKey is how many bytes of its key an entry holds inline.
-const shortKey = 40
+const shortKey = 32
 
 // upstream is the state kept for one upstream (a host:port, or a Retrier's
 // operation name): its circuit and, per policy, its budget.
@@ -271,8 +280,10 @@ const shortKey = 40
 // thousands of upstreams out of cache, a first try then costs the table's
 // slot and one fetch of the entry.
 type upstream struct {
-	calls   atomic.Int32                  // calls and attempts pinning the entry (see pin); evicted once negative
-	n       uint8                         // len(key), or 0 when longer than shortKey
+	calls   atomic.Int32 // calls and attempts pinning the entry (see pin); evicted once negative
+	n       uint8        // len(key), or 0 when longer than shortKey
+	tls     bool         // with host: the URL the key was made from (see origin); set before the entry is published
+	host    string
 	used    atomic.Int64                  // engine time (see engine.clock) of the last use, coarse
 	pol     atomic.Pointer[policy.Policy] // the policy last found to be the first lane's
 	circuit atomic.Pointer[circuit]
@@ -291,7 +302,7 @@ type upstream struct {
 
 // upstreamPad brings an upstream to 256 bytes (see upstream): a test
 // checks the size.
-const upstreamPad = 48
+const upstreamPad = 40
 
 // pin keeps the entry from eviction until unpin, and reports whether it
 // could: an evicted entry cannot be pinned. A call whose circuit is the
@@ -299,6 +310,15 @@ const upstreamPad = 48
 // key. Pinning an entry already pinned always succeeds.
 func (u *upstream) pin() bool { return u.calls.Add(1) > 0 }
 func (u *upstream) unpin()    { u.calls.Add(-1) }
+
+// hold pins the entry if pin is set (see pin), else checks that it was not
+// evicted, and reports whether the entry may be used.
+func (u *upstream) hold(pin bool) bool {
+	if pin {
+		return u.pin()
+	}
+	return u.calls.Load() >= 0
+}
 
 // evicted is the pin count of an evicted entry: no number of failed pins
 // brings it back to zero.
