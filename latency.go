@@ -34,7 +34,7 @@ type latency struct {
 	mu           sync.Mutex
 	cur, prev    *ddsketch.DDSketch
 	scratch      *ddsketch.DDSketch
-	started      int64  // when cur began, unix nanoseconds
+	started      int64  // when cur began, engine time (see engine.clock)
 	firsts, lost [2]int // primaries landed and cancelled as losers: current, previous window
 	sinceCalc    int
 

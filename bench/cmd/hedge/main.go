@@ -55,4 +55,9 @@ func main() {
 	} else {
 		hedge.Text(os.Stdout, results)
 	}
+	b := cfg.Bounds(0.08)
+	fmt.Printf("\nthe best p99 one hedge per request could give on this distribution at 8%% extra attempts, with no overhead and a delay chosen knowing the distribution: steady %s (delay %s), shift run %s, after the shift %s\n",
+		sec(b.Steady), sec(b.SteadyDelay), sec(b.Run), sec(b.Shift))
 }
+
+func sec(s float64) string { return fmt.Sprintf("%.1f ms", 1e3*s) }
