@@ -226,7 +226,7 @@ func (s *shard) evict(now int64, limit int) {
 			kept = append(kept, u)
 		}
 	}
-	target := limit - limit/8
+	target := min(limit-limit/8, limit-1) // an eighth, and at least one: the insert that called needs room
 	if s.n <= target {
 		return
 	}
