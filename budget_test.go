@@ -162,3 +162,22 @@ func TestBudgetWindowSlides(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// An add whose clock was read before the latest slice began, and whose
+// bucket has moved on to a newer slice, is dropped rather than written
+// over the newer slice's counts.
+func TestBudgetLateAddKeepsNewerCounts(t *testing.T) {
+	var b budget
+	b.init(5 * time.Second) // 1 s slices
+	now := int64(time.Hour)
+	b.add(now, 3, 0)
+	late := now - 5*int64(time.Second) // the same bucket, five slices earlier
+	b.add(late, 1, 1)
+	if f, r := b.counts(now); f != 3 || r != 0 {
+		t.Errorf("counts %d, %d after a late add; want 3, 0", f, r)
+	}
+	b.add(now-int64(time.Second), 2, 0) // late, but its own bucket is free: counted
+	if f, _ := b.counts(now); f != 5 {
+		t.Errorf("firsts %d; want 5", f)
+	}
+}

@@ -21,7 +21,7 @@ type circuit struct {
 
 	state    atomic.Int32  // the last state gobreaker reported
 	changed  atomic.Int64  // engine time (see engine.clock) of the last change, or of creation before one
-	failures atomic.Uint32 // consecutive failures reported, as gobreaker counts them, read without its lock
+	failures atomic.Uint32 // gobreaker's count of consecutive failures, mirrored under its lock (see newCircuit)
 	gen      atomic.Uint32 // state changes so far: gobreaker starts a generation at each
 
 	mu      sync.Mutex
@@ -41,16 +41,27 @@ func newCircuit(name string, setting policy.Circuit, epoch time.Time) *circuit {
 	c := &circuit{name: name, setting: setting}
 	c.changed.Store(int64(time.Since(epoch)))
 	c.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:         name,
-		MaxRequests:  1,
-		Timeout:      setting.ResetTimeout,
-		ReadyToTrip:  func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= setting.FailMax },
-		IsSuccessful: func(err error) bool { return err == nil },
-		IsExcluded:   func(err error) bool { return err == errExcluded },
+		Name:        name,
+		MaxRequests: 1,
+		Timeout:     setting.ResetTimeout,
+		// gobreaker calls these three under its lock, for an outcome it
+		// counts (of the generation in force): the lock-free mirrors of its
+		// count and state change with it, never from a stale outcome.
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			c.failures.Store(n.ConsecutiveFailures)
+			return n.ConsecutiveFailures >= setting.FailMax
+		},
+		IsSuccessful: func(err error) bool {
+			if err == nil {
+				c.failures.Store(0)
+			}
+			return err == nil
+		},
+		IsExcluded: func(err error) bool { return err == errExcluded },
 		OnStateChange: func(name string, from, to gobreaker.State) {
+			c.gen.Add(1) // before the state: a reader that sees the new state sees the new generation
 			c.state.Store(int32(to))
 			c.failures.Store(0) // a new generation counts from zero
-			c.gen.Add(1)
 			c.changed.Store(int64(time.Since(epoch)))
 			c.mu.Lock()
 			c.pending = append(c.pending, breaker.StateChange{Circuit: name, From: from, To: to})
@@ -94,17 +105,6 @@ func (c *circuit) idle(now int64) bool {
 	return false
 }
 
-// counted keeps the lock-free count of consecutive failures after an
-// attempt's outcome went to gobreaker.
-func (c *circuit) counted(outcome error) {
-	switch outcome {
-	case errFailure:
-		c.failures.Add(1)
-	case nil:
-		c.failures.Store(0)
-	}
-}
-
 // clean reports whether the circuit is closed with no failure counted, and
 // its generation: an attempt then goes through whatever it comes to, and
 // gobreaker needs to hear of it only if it fails, or if it succeeds after
@@ -129,14 +129,7 @@ func (c *circuit) report(gen uint32, outcome error, onChange func(breaker.StateC
 	if c.gen.Load() != gen {
 		return
 	}
-	ran := false
-	c.cb.Execute(func() (struct{}, error) {
-		ran = true
-		return struct{}{}, outcome
-	})
-	if ran {
-		c.counted(outcome)
-	}
+	c.cb.Execute(func() (struct{}, error) { return struct{}{}, outcome })
 	c.flush(onChange)
 }
 

@@ -68,9 +68,13 @@ func newEngine(f *policy.Factory, name, operation string, opts []Option) *engine
 // follows the bubble's clock.
 func (e *engine) clock() int64 { return int64(time.Since(e.epoch)) }
 
-// wall returns the wall-clock time of an engine time (with a monotonic
-// reading, as time.Now's).
-func (e *engine) wall(t int64) time.Time { return e.epoch.Add(time.Duration(t)) }
+// wall returns the wall-clock time of an engine time: now's, less the
+// engine time since, so that a step of the wall clock (or a suspend) since
+// the engine was made does not shift it.
+func (e *engine) wall(t int64) time.Time {
+	now := time.Now()
+	return now.Add(time.Duration(t - e.at(now)))
+}
 
 // at returns the engine time of t.
 func (e *engine) at(t time.Time) int64 { return int64(t.Sub(e.epoch)) }
@@ -337,9 +341,6 @@ func (c *call) attemptIn(ctx context.Context, req *http.Request, n int, f *fligh
 		}
 		return struct{}{}, counts
 	})
-	if sent && panicked == nil {
-		cir.counted(counts)
-	}
 	cir.flush(c.e.cfg.circuits.OnStateChange)
 	if panicked != nil {
 		panic(panicked)

@@ -161,18 +161,15 @@ type attemptSpan struct {
 	start int64 // engine time (see engine.clock)
 }
 
-// wall returns the wall-clock time of an engine time.
-func (o *observer) wall(t int64) time.Time { return o.epoch.Add(time.Duration(t)) }
-
 // startCall opens the span of a logical request when its attempts are
 // traced and the caller's context has no span to put them under, so that
 // the attempts of one request share one trace. The span is named by the
 // method, of kind INTERNAL; it is nil when none was opened.
-func (o *observer) startCall(ctx context.Context, req *http.Request, now int64) (context.Context, trace.Span) {
+func (o *observer) startCall(ctx context.Context, req *http.Request) (context.Context, trace.Span) {
 	if !o.alwaysTrace || trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
-	return o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindInternal), trace.WithTimestamp(o.wall(now)),
+	return o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attribute.String("url.full", RedactURL(req.URL))))
 }
 
@@ -239,7 +236,7 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 	if hedge {
 		attrs = append(attrs, attribute.Bool("rtx.hedge", true))
 	}
-	ctx, a.span = o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...), trace.WithTimestamp(o.wall(now)))
+	ctx, a.span = o.tracer.Start(ctx, spanName(req), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	r2 := req.WithContext(ctx)
 	r2.Header = req.Header.Clone()
 	if r2.Header == nil {

@@ -99,28 +99,30 @@ func TestCleanCircuitStaleSuccessKeepsCount(t *testing.T) {
 	})
 }
 
-// report hands gobreaker a success, then resets the lock-free count; a
-// failure reported in full between the two steps leaves the count at zero
-// while gobreaker counts the failure. The circuit then looks clean, its
-// successes no longer reach gobreaker, and the stale count makes the next
-// failure trip a circuit of fail_max 2. The steps are report's own, in an
-// order two concurrent attempts can take.
+// A success reported because a failure was counted, and a failure reported
+// in full before the success's report returns, leave the lock-free count
+// equal to gobreaker's: the count moves under gobreaker's lock, with the
+// outcome gobreaker counts. (Updated after the outcome, as it once was, a
+// late reset left it at zero while gobreaker counted a failure: the circuit
+// looked clean, its successes no longer reached gobreaker, and the next
+// failure tripped a circuit of fail_max 2.)
 func TestCleanCircuitReportsInterleaved(t *testing.T) {
 	c := newCircuit("h:1", policy.Circuit{FailMax: 2, ResetTimeout: time.Minute}, time.Now())
 	gen, _ := c.clean()
 	c.report(gen, errFailure, nil) // gobreaker 1, mirror 1
 	// A success: report sees a failure counted and hands gobreaker the success...
 	c.cb.Execute(func() (struct{}, error) { return struct{}{}, nil })
-	// ...a failure is reported in full meanwhile...
+	// ...a failure is reported in full meanwhile (the mirror moves under
+	// gobreaker's lock, so no reset can land after it)...
 	c.report(gen, errFailure, nil)
-	// ...and the success's reset of the lock-free count lands last.
-	c.counted(nil)
+	if m, g := c.failures.Load(), c.cb.Counts().ConsecutiveFailures; m != g {
+		t.Fatalf("mirror %d, gobreaker %d", m, g)
+	}
 	for range 100 { // successes of attempts through the clean circuit
 		if gen, clean := c.clean(); clean {
 			c.report(gen, nil, nil)
 		} else {
 			c.cb.Execute(func() (struct{}, error) { return struct{}{}, nil })
-			c.counted(nil)
 		}
 	}
 	stale := c.cb.Counts().ConsecutiveFailures
@@ -192,7 +194,7 @@ func TestBudgetStaleBucketsDoNotReturn(t *testing.T) {
 	now := int64(time.Hour)
 	for b.withdraw(p, now) {
 	}
-	later := now + int64(1<<tagBits)*b.slice // 2^22 ms later: 70 minutes
+	later := now + int64(1<<tagBits)*sliceNs(&b) // 2^22 ms later: 70 minutes
 	if f, r := b.counts(later); f != 0 || r != 0 {
 		t.Errorf("70 minutes later the window holds %d firsts and %d retries", f, r)
 	}
@@ -206,16 +208,16 @@ func TestBudgetStaleBucketsDoNotReturn(t *testing.T) {
 func TestBudgetWindowAcrossTagWrap(t *testing.T) {
 	var b budget
 	b.init(5 * time.Second) // 1 s slices
-	wrap := int64(1<<tagBits) * b.slice
-	b.add(wrap-b.slice, 3, 1) // the last slice before the wrap
-	b.add(wrap, 2, 1)         // the first after
-	if f, r := b.counts(wrap + 3*b.slice); f != 5 || r != 2 {
+	wrap := int64(1<<tagBits) * sliceNs(&b)
+	b.add(wrap-sliceNs(&b), 3, 1) // the last slice before the wrap
+	b.add(wrap, 2, 1)             // the first after
+	if f, r := b.counts(wrap + 3*sliceNs(&b)); f != 5 || r != 2 {
 		t.Errorf("across the wrap: %d firsts, %d retries; want 5, 2", f, r)
 	}
-	if f, r := b.counts(wrap + 4*b.slice); f != 2 || r != 1 {
+	if f, r := b.counts(wrap + 4*sliceNs(&b)); f != 2 || r != 1 {
 		t.Errorf("the slice before the wrap must have left the window: %d, %d", f, r)
 	}
-	if f, r := b.counts(wrap + 5*b.slice); f != 0 || r != 0 {
+	if f, r := b.counts(wrap + 5*sliceNs(&b)); f != 0 || r != 0 {
 		t.Errorf("a window later: %d, %d", f, r)
 	}
 }
@@ -257,3 +259,6 @@ func TestRememberedEntryEvicted(t *testing.T) {
 		t.Errorf("a failure landed in the evicted entry")
 	}
 }
+
+// sliceNs is the length of b's slices.
+func sliceNs(b *budget) int64 { return int64(b.head.Load()>>32) * int64(time.Millisecond) }

@@ -95,7 +95,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c.begin()
 	defer c.end()
 	var span trace.Span
-	c.ctx, span = t.e.obs.startCall(ctx, req, c.now)
+	c.ctx, span = t.e.obs.startCall(ctx, req)
 	resp, err := c.run()
 	endCall(span, resp)
 	return resp, unwrapPermanent(err)
