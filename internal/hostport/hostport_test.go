@@ -59,15 +59,24 @@ func ascii(s string) bool {
 	return true
 }
 
-func TestHasUpper(t *testing.T) {
+func TestScan(t *testing.T) {
 	for b := 0; b < 256; b++ {
-		for pos := range 11 {
-			s := []byte("abcdefghijk")
+		for pos := range 19 {
+			s := []byte("abcdefghijklmnopqrs")
 			s[pos] = byte(b)
-			want := 'A' <= b && b <= 'Z'
-			if got := hasUpper(string(s)); got != want {
-				t.Fatalf("hasUpper(%q) = %v", s, got)
+			colon, upper := scan(string(s))
+			if want := 'A' <= b && b <= 'Z'; upper != want {
+				t.Fatalf("scan(%q): upper %v", s, upper)
 			}
+			if want := strings.LastIndexByte(string(s), ':'); colon != want {
+				t.Fatalf("scan(%q): colon %d, want %d", s, colon, want)
+			}
+		}
+	}
+	for _, s := range []string{"", ":", "a:b:c", "[::1]:8080", "::::::::::::::::", "h000123.bench.invalid:8443", "A:"} {
+		colon, _ := scan(s)
+		if want := strings.LastIndexByte(s, ':'); colon != want {
+			t.Errorf("scan(%q): colon %d, want %d", s, colon, want)
 		}
 	}
 }
