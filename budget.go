@@ -134,9 +134,6 @@ func (b *budget) empty(now int64) bool {
 	return firsts == 0 && retries == 0
 }
 
-// first counts a logical request's first attempt.
-func (b *budget) first(now int64) { b.add(now, 1, 0) }
-
 // withdraw takes one retry from the budget if it allows one.
 func (b *budget) withdraw(p *policy.Policy, now int64) bool {
 	firsts, retries := b.counts(now)

@@ -181,3 +181,60 @@ func TestBudgetLateAddKeepsNewerCounts(t *testing.T) {
 		t.Errorf("firsts %d; want 5", f)
 	}
 }
+
+// A first try that succeeds is counted in its upstream's budget by
+// sampling: the budget's count of first attempts estimates the calls, and
+// most calls touch no per-upstream state. A call whose attempt fails is
+// counted exactly.
+func TestBudgetCountsFirstTriesBySampling(t *testing.T) {
+	ok := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})
+	tr := New(testFactory(t, fmt.Sprintf(budgetPolicy, "")), "p", WithBase(ok))
+	const n = 8000
+	for range n {
+		resp, err := tr.RoundTrip(mustGet(t, "http://one.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	u := tr.e.ups.get([]byte("one.test:80"), tr.e.clock())
+	pol, _ := tr.e.factory.Snapshot().Policy("p")
+	firsts, retries := u.budgetFor(pol).counts(tr.e.clock())
+	// 8 times a binomial(8000, 1/8): mean 8000, standard deviation 237.
+	if firsts < n*85/100 || firsts > n*115/100 || firsts%budgetSample != 0 || retries != 0 {
+		t.Errorf("budget counts %d first attempts, %d retries after %d first tries; want about %d, 0", firsts, retries, n, n)
+	}
+
+	// Calls to as many upstreams: about one in budgetSample of them made
+	// an entry.
+	for i := range n {
+		resp, err := tr.RoundTrip(mustGet(t, fmt.Sprintf("http://h%d.test/", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if got := tr.e.ups.len() - 1; got < n/budgetSample/2 || got > 2*n/budgetSample {
+		t.Errorf("%d calls to as many upstreams made %d entries; want about %d", n, got, n/budgetSample)
+	}
+
+	// Calls whose attempts fail are counted one by one.
+	fail := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Body: http.NoBody, Request: r}, nil
+	})
+	tr = New(testFactory(t, fmt.Sprintf(budgetPolicy, "budget_ratio = 0\nbudget_min_retries_per_sec = 0.01")), "p", WithBase(fail))
+	for range 37 {
+		resp, err := tr.RoundTrip(mustGet(t, "http://down.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	u = tr.e.ups.get([]byte("down.test:80"), tr.e.clock())
+	pol, _ = tr.e.factory.Snapshot().Policy("p")
+	if firsts, _ := u.budgetFor(pol).counts(tr.e.clock()); firsts != 37 {
+		t.Errorf("37 failing calls counted as %d first attempts", firsts)
+	}
+}

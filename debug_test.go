@@ -389,7 +389,7 @@ func TestDebugBudgetTally(t *testing.T) {
 	b.init(pol2.BudgetWindow)
 	now := int64(time.Hour)
 	for range 7 {
-		b.first(now)
+		b.add(now, 1, 0)
 	}
 	_, _, left := b.tally(&pol2, now)
 	if left != 5 { // 0.5*7 + 0.2*10 = 5.5

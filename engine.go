@@ -127,7 +127,7 @@ type call struct {
 	up     *upstream // the upstream's state
 	lane   *lane     // its state under the policy, when it hedges
 	budget *budget   // its budget under the policy; nil when off
-	now    int64     // when the call began (engine time: see engine.clock); also the first attempt's start
+	now    int64     // when the call began (engine time: see engine.clock), once clocked: see time
 
 	// An HTTP call: the caller's request, what the first attempt sends
 	// (an idempotency key added, a captured body), and the capture.
@@ -140,6 +140,7 @@ type call struct {
 	fn func(context.Context) error
 
 	pinned   bool   // up is pinned: see begin
+	clocked  bool   // now is set
 	attempts int    // attempts started
 	key      keyBuf // scratch for the upstream key
 }
@@ -157,27 +158,76 @@ type outcome struct {
 	landed   bool // a hedged attempt's outcome went to the call already
 }
 
-// begin finds the call's upstream state and counts its first attempt in
-// the budget.
+// begin finds the call's upstream state, if the call needs it from the
+// start, and counts its first attempt in the budget.
 //
-// A call whose circuit or latency sketch is the entry's pins it until the
-// call ends: a circuit split between an evicted entry and a new one would
-// let a failing upstream through. A call under a budget alone does not pin
-// (two atomic writes less per call, on a line every core's calls to the
-// upstream share): its entry can then only be evicted when the call
-// outlives the budget's window or its entry becomes the least recently
-// used of a full shard, and its retries then draw on the old budget, as if
-// the entry had gone a moment later.
+// A call whose circuit or latency sketch is the entry's needs it for every
+// attempt, and pins it until the call ends: a circuit split between an
+// evicted entry and a new one would let a failing upstream through.
+//
+// A call under a budget alone needs its upstream's state only if an
+// attempt fails, and then it finds it (see resolve) and counts its first
+// attempt exactly. A call that ends on its first attempt is counted by
+// sampling (see settle): one in budgetSample, for budgetSample first
+// attempts. So a budget counts the calls that fail exactly and estimates
+// the others (within a few percent from a few hundred calls a window;
+// below that the budget's floor governs), and a first try that succeeds
+// touches no per-upstream state seven times in eight: its cost does not
+// grow with the number of upstreams. Such a call does not pin its entry
+// either: the worst an eviction under it does is let its retries draw on
+// the old budget, as if the entry had gone a moment later.
 func (c *call) begin() {
-	c.now = c.e.clock()
 	c.pinned = c.pol.Hedges() || c.e.named == nil && c.snap.Breaker().Enabled
-	c.up = c.e.upstream(c.req, &c.key, c.now, c.pinned)
+	if !c.pinned {
+		return
+	}
+	c.up = c.e.upstream(c.req, &c.key, c.time(), true)
 	if c.pol.Hedges() {
 		c.lane = c.up.lane(c.pol)
 	}
+	c.count(1, c.now)
+}
+
+// budgetSample is one over the share of calls ended on their first attempt
+// that a budget counts, each for budgetSample (see begin).
+const budgetSample = 8
+
+// time returns the engine time the call began at, read at its first need:
+// a first try that succeeds may need none. Hedged calls read it in begin,
+// before their attempts run concurrently.
+func (c *call) time() int64 {
+	if !c.clocked {
+		c.now, c.clocked = c.e.clock(), true
+	}
+	return c.now
+}
+
+// count counts the call's first attempt in its upstream's budget, w times,
+// at now.
+func (c *call) count(w int64, now int64) {
 	if budgetEnabled(c.pol) {
 		c.budget = c.up.budgetFor(c.pol)
-		c.budget.first(c.now)
+		c.budget.add(now, w, 0)
+	}
+}
+
+// resolve finds the upstream state of a call that began without it, and
+// counts its first attempt: a failed attempt's call needs its budget.
+func (c *call) resolve() {
+	if c.up == nil {
+		now := c.e.clock()
+		c.up = c.e.upstream(c.req, &c.key, now, false)
+		c.count(1, now)
+	}
+}
+
+// settle counts a call that ended on its first attempt without its
+// upstream's state, by sampling (see begin).
+func (c *call) settle() {
+	if c.up == nil && budgetEnabled(c.pol) && mrand.Uint32()%budgetSample == 0 {
+		now := c.e.clock()
+		c.up = c.e.upstream(c.req, &c.key, now, false)
+		c.count(budgetSample, now)
 	}
 }
 
@@ -232,6 +282,9 @@ func (c *call) run() (*http.Response, error) {
 			return c.refused(last, out.refused)
 		}
 		if c.final(&out) {
+			if out.attempt == 1 {
+				c.settle()
+			}
 			out.span.end()
 			return out.resp, out.err
 		}
@@ -374,11 +427,15 @@ func (c *call) send(ctx context.Context, req *http.Request, n int, f *flight, ou
 		out.class = c.classify(out)
 		return
 	}
-	now := c.now
-	if n > 1 {
-		now = c.e.clock()
+	var start int64 // for the duration metric, when an SDK listens
+	timed := c.e.obs.timed(ctx)
+	switch {
+	case timed && n == 1:
+		start = c.time()
+	case timed:
+		start = c.e.clock()
 	}
-	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, f != nil && f.hedge, now)
+	sent, span := c.e.obs.startAttempt(ctx, req, c.pol, n, f != nil && f.hedge, start, timed)
 	out.span = span
 	out.resp, out.err = c.e.send(sent, c.pol.Timeout)
 	if f != nil {
@@ -414,7 +471,7 @@ func (c *call) circuit() (*circuit, *upstream) {
 	name := "" // read only when the settings name circuits: it lies outside the entry's first lines
 	if c.e.named != nil {
 		name := c.e.cfg.circuits.Key(breaker.Target{Request: c.req, Policy: policyName(c.pol), Operation: c.e.cfg.operation})
-		u = c.e.named.acquire([]byte(name), c.now) // the call's start: coarse is enough to order last uses; unpinned by attemptIn, or at once by circuitOpen
+		u = c.e.named.acquire([]byte(name), c.time()) // the call's start: coarse is enough to order last uses; unpinned by attemptIn, or at once by circuitOpen
 	}
 	if len(b.Circuits) > 0 {
 		name = u.key
@@ -452,6 +509,7 @@ func (c *call) circuitOpen() bool {
 // error that stopped it, if any. A retry it allows is withdrawn from the
 // budget.
 func (c *call) decide(out outcome) (delay time.Duration, reason Reason, stop error) {
+	c.resolve()
 	switch {
 	case c.attempts >= c.pol.Attempts:
 		return 0, ReasonAttempts, nil

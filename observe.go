@@ -158,7 +158,8 @@ func (o *observer) opts(pol *policy.Policy, method, class string) attrOpts {
 // attemptSpan is one attempt's span, or the zero value when untraced.
 type attemptSpan struct {
 	span  trace.Span
-	start int64 // engine time (see engine.clock)
+	start int64 // engine time (see engine.clock), when timed
+	timed bool  // start was read: the duration metric had a listener
 }
 
 // startCall opens the span of a logical request when its attempts are
@@ -210,8 +211,8 @@ func (b *spanBody) Close() error {
 // startAttempt opens an attempt's span and returns the request to send,
 // carrying the span's context and headers. Untraced requests come back
 // unchanged.
-func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, hedge bool, now int64) (*http.Request, attemptSpan) {
-	a := attemptSpan{start: now}
+func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *policy.Policy, attempt int, hedge bool, start int64, timed bool) (*http.Request, attemptSpan) {
+	a := attemptSpan{start: start, timed: timed}
 	if !o.alwaysTrace && !trace.SpanContextFromContext(ctx).IsValid() {
 		return req, a
 	}
@@ -246,11 +247,15 @@ func (o *observer) startAttempt(ctx context.Context, req *http.Request, pol *pol
 	return r2, a
 }
 
+// timed reports whether an attempt's duration is recorded: whether its
+// start must be read from the clock.
+func (o *observer) timed(ctx context.Context) bool { return o.duration.Enabled(ctx) }
+
 // attemptDone records an attempt's duration and outcome; its span stays
 // open for the events of what the loop does next.
 func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out *outcome) {
 	a := out.span
-	if ctx := req.Context(); o.duration.Enabled(ctx) { // no clock read or look-up when no SDK listens
+	if ctx := req.Context(); a.timed && o.duration.Enabled(ctx) { // no clock read or look-up when no SDK listens
 		o.duration.Record(ctx, time.Duration(int64(time.Since(o.epoch))-a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
 	}
 	if a.span == nil {

@@ -614,7 +614,7 @@ func TestStressTableBoundWithBusyEntries(t *testing.T) {
 				i := next.Add(1)
 				now := int64(time.Hour) + i*int64(time.Millisecond)
 				u := tb.get(fmt.Appendf(nil, "busy%d.test:80", i), now)
-				u.lane(p).budget.first(now) // no longer idle
+				u.lane(p).budget.add(now, 1, 0) // no longer idle
 			})
 			r.goN(1, func(int) {
 				for i := range tableShards {

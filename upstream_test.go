@@ -144,12 +144,12 @@ func TestEvictionKeepsWhatIsInUse(t *testing.T) {
 	now := time.Now().UnixNano()
 	p := &policy.Policy{Name: "p", Attempts: 3, BudgetRatio: 0.2, BudgetMinRetriesPerSec: 10, BudgetWindow: 10 * time.Second}
 	hot := tb.get([]byte("hot:80"), now)
-	hot.lane(p).budget.first(now)
+	hot.lane(p).budget.add(now, 1, 0)
 	for i := range 10000 {
 		now += int64(time.Millisecond)
-		tb.get([]byte("hot:80"), now).lane(p).budget.first(now)
+		tb.get([]byte("hot:80"), now).lane(p).budget.add(now, 1, 0)
 		u := tb.get(fmt.Appendf(nil, "cold%d:80", i), now)
-		u.lane(p).budget.first(now)
+		u.lane(p).budget.add(now, 1, 0)
 	}
 	if got := tb.get([]byte("hot:80"), now); got != hot {
 		t.Error("the upstream in use was evicted")
