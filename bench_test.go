@@ -167,8 +167,8 @@ enabled = true
 				}
 				req := mustGet(b, "http://host0.api.test/items")
 				// A host's state is made at its first sampled first try
-				// (one in eight): 32 visits leave about 1% without one.
-				for range 32 {
+				// (one in 16): 64 visits leave about 2% without one.
+				for range 64 {
 					for _, h := range hosts {
 						req.URL.Host = h
 						if resp, err := tr.RoundTrip(req); err == nil {

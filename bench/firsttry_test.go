@@ -24,7 +24,7 @@ var firstTryHosts = []int{1, 1000, 100000}
 
 // warmVisits is how many times every host is visited before the clock
 // starts.
-const warmVisits = 32
+const warmVisits = 64
 
 // firstTryTimeout is the per-attempt timeout of the *Timeout variant.
 const firstTryTimeout = 100 * time.Millisecond
@@ -95,8 +95,8 @@ func benchFirstTry(b *testing.B, timeout time.Duration) {
 					// closed, and building a request per host would
 					// measure the heap, not the transport.
 					// rtx makes a host's state at its first sampled
-					// first try (one in eight): 32 visits leave about
-					// 1% of the hosts without one.
+					// first try (one in 16): 64 visits leave about 2%
+					// of the hosts without one.
 					for range warmVisits {
 						for _, h := range hosts {
 							req.URL.Host = h
