@@ -166,10 +166,11 @@ type outcome struct {
 // evicted entry and a new one would let a failing upstream through.
 //
 // A call under a budget alone needs its upstream's state only if an
-// attempt fails, and then it finds it (see resolve) and counts its first
-// attempt exactly. A call that ends on its first attempt is counted by
-// sampling (see settle): one in budgetSample, for budgetSample first
-// attempts. So a budget counts the calls that fail exactly and estimates
+// attempt fails (or is refused), and then it finds it (see resolve) and
+// counts its first attempt exactly. A call that ends on its first attempt
+// is counted by sampling (see settle) when its budget's floor is high
+// enough for an estimate (see sampled): one in budgetSample, for
+// budgetSample first attempts. So a budget counts the calls that fail exactly and estimates
 // the others (a relative error of about sqrt((budgetSample-1)/n) for n
 // calls a window: 5% at 6,000, 17% at 500; below a few hundred the
 // budget's floor governs anyway), and a first try that succeeds
@@ -179,14 +180,26 @@ type outcome struct {
 // the old budget, as if the entry had gone a moment later.
 func (c *call) begin() {
 	c.pinned = c.pol.Hedges() || c.e.named == nil && c.snap.Breaker().Enabled
-	if !c.pinned {
-		return
+	switch {
+	case c.pinned:
+		c.up = c.e.upstream(c.req, &c.key, c.time(), true)
+		if c.pol.Hedges() {
+			c.lane = c.up.lane(c.pol)
+		}
+		c.count(1, c.now)
+	case budgetEnabled(c.pol) && !sampled(c.pol):
+		c.resolve()
 	}
-	c.up = c.e.upstream(c.req, &c.key, c.time(), true)
-	if c.pol.Hedges() {
-		c.lane = c.up.lane(c.pol)
-	}
-	c.count(1, c.now)
+}
+
+// sampled reports whether p's budget counts the calls that end on their
+// first attempt by sampling (see begin): when one sampled call moves what
+// the budget allows by at most a twentieth of its floor (the defaults: 3.2
+// retries of 100). With a lower floor a window of few calls is decided by
+// the ratio alone, and an estimate of them would decide it by luck: every
+// call is counted.
+func sampled(p *policy.Policy) bool {
+	return p.BudgetRatio*budgetSample*20 <= p.BudgetMinRetriesPerSec*p.BudgetWindow.Seconds()
 }
 
 // budgetSample is one over the share of calls ended on their first attempt
@@ -308,6 +321,7 @@ func (c *call) final(out *outcome) bool {
 // the refusal before any attempt, else giving up on the last outcome.
 func (c *call) refused(out outcome, refusal error) (*http.Response, error) {
 	if out.attempt == 0 {
+		c.resolve() // counted as a first attempt, as a call whose circuit is its upstream's is in begin
 		c.e.obs.refused(c.ctx, c.pol)
 		return nil, refusal
 	}
