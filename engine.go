@@ -170,14 +170,14 @@ type outcome struct {
 // counts its first attempt exactly. A call that ends on its first attempt
 // is counted by sampling (see settle) when its budget's floor is high
 // enough for an estimate (see sampled): one in budgetSample, for
-// budgetSample first attempts. So a budget counts the calls that fail exactly and estimates
-// the others (a relative error of about sqrt((budgetSample-1)/n) for n
-// calls a window: 5% at 6,000, 17% at 500; below a few hundred the
-// budget's floor governs anyway), and a first try that succeeds
-// touches no per-upstream state 15 times in 16: its cost does not
-// grow with the number of upstreams. Such a call does not pin its entry
-// either: the worst an eviction under it does is let its retries draw on
-// the old budget, as if the entry had gone a moment later.
+// budgetSample first attempts. So a budget counts the calls that fail
+// exactly and estimates the others (a relative error of about
+// sqrt((budgetSample-1)/n) for n calls a window: 5% at 6,000, 17% at 500,
+// where the floor governs), and a first try that succeeds touches no
+// per-upstream state 15 times in 16: its cost does not grow with the
+// number of upstreams. Such a call does not pin its entry either: the
+// worst an eviction under it does is let its retries draw on the old
+// budget, as if the entry had gone a moment later.
 func (c *call) begin() {
 	c.pinned = c.pol.Hedges() || c.e.named == nil && c.snap.Breaker().Enabled
 	switch {
@@ -226,7 +226,8 @@ func (c *call) count(w int64, now int64) {
 }
 
 // resolve finds the upstream state of a call that began without it, and
-// counts its first attempt: a failed attempt's call needs its budget.
+// counts its first attempt exactly: the call failed or was refused, or its
+// budget is not sampled.
 func (c *call) resolve() {
 	if c.up == nil {
 		now := c.e.clock()
