@@ -230,9 +230,7 @@ func (c *call) count(w int64, now int64) {
 // budget is not sampled.
 func (c *call) resolve() {
 	if c.up == nil {
-		now := c.e.clock()
-		c.up = c.e.upstream(c.req, &c.key, now, false)
-		c.count(1, now)
+		c.late(1)
 	}
 }
 
@@ -240,10 +238,16 @@ func (c *call) resolve() {
 // upstream's state, by sampling (see begin).
 func (c *call) settle() {
 	if c.up == nil && budgetEnabled(c.pol) && mrand.Uint32()%budgetSample == 0 {
-		now := c.e.clock()
-		c.up = c.e.upstream(c.req, &c.key, now, false)
-		c.count(budgetSample, now)
+		c.late(budgetSample)
 	}
+}
+
+// late finds the upstream state of a call that began without it, unpinned,
+// and counts its first attempt w times, now.
+func (c *call) late(w int64) {
+	now := c.e.clock()
+	c.up = c.e.upstream(c.req, &c.key, now, false)
+	c.count(w, now)
 }
 
 // upstream returns the state of req's upstream (a Retrier's operation when

@@ -255,7 +255,8 @@ func (o *observer) timed(ctx context.Context) bool { return o.duration.Enabled(c
 // open for the events of what the loop does next.
 func (o *observer) attemptDone(req *http.Request, pol *policy.Policy, out *outcome) {
 	a := out.span
-	if ctx := req.Context(); a.timed && o.duration.Enabled(ctx) { // no clock read or look-up when no SDK listens
+	if a.timed { // the start was read because an SDK listened: no clock read or look-up otherwise
+		ctx := req.Context()
 		o.duration.Record(ctx, time.Duration(int64(time.Since(o.epoch))-a.start).Seconds(), o.opts(pol, knownMethod(method(req)), out.class).rec...)
 	}
 	if a.span == nil {
