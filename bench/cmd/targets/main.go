@@ -169,16 +169,22 @@ func table(w io.Writer, med map[key]float64) {
 	for _, b := range benches {
 		fmt.Fprintf(w, "| %s |", b)
 		for _, l := range libs {
-			ns, ok := med[key{b, l, "ns/op"}]
-			if !ok {
-				fmt.Fprint(w, " – |")
-				continue
-			}
-			fmt.Fprintf(w, " %s · %.0f B · %.0f |", human(ns), med[key{b, l, "B/op"}], med[key{b, l, "allocs/op"}])
+			cell(w, med, b, l)
 		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
+}
+
+// cell writes one table cell, "ns/op · B/op · allocs/op" of library l in
+// benchmark b, or "–" when the run has none.
+func cell(w io.Writer, med map[key]float64, b, l string) {
+	ns, ok := med[key{b, l, "ns/op"}]
+	if !ok {
+		fmt.Fprint(w, " – |")
+		return
+	}
+	fmt.Fprintf(w, " %s · %.0f B · %.0f |", human(ns), med[key{b, l, "B/op"}], med[key{b, l, "allocs/op"}])
 }
 
 // human prints nanoseconds as ns or µs with three significant digits.
@@ -280,12 +286,7 @@ func firstTryTable(w io.Writer, med map[key]float64) {
 			b := firstTryName(bench, n)
 			fmt.Fprintf(w, "| %s | %s |", bench, hostsLabel(n))
 			for _, l := range firstTryLibs {
-				ns, ok := med[key{b, l, "ns/op"}]
-				if !ok {
-					fmt.Fprint(w, " – |")
-					continue
-				}
-				fmt.Fprintf(w, " %s · %.0f B · %.0f |", human(ns), med[key{b, l, "B/op"}], med[key{b, l, "allocs/op"}])
+				cell(w, med, b, l)
 			}
 			fmt.Fprintln(w)
 		}
